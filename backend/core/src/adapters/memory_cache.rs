@@ -1,0 +1,146 @@
+//! The in-memory cache of the embedded profile: TTL'd values and presence.
+//!
+//! Expired entries are dropped lazily on access and by a sweep every few thousand writes,
+//! so memory stays bounded by the live entries.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::error::Result;
+use crate::ports::{Cache, Endpoint};
+
+#[derive(Default)]
+pub struct MemoryCache {
+    inner: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    values: HashMap<String, (Bytes, Instant)>,
+    presence: HashMap<i64, HashMap<Endpoint, Instant>>,
+    writes: u64,
+}
+
+impl State {
+    fn maybe_sweep(&mut self, now: Instant) {
+        self.writes += 1;
+        if self.writes % 4096 != 0 {
+            return;
+        }
+        self.values.retain(|_, (_, exp)| *exp > now);
+        self.presence.retain(|_, eps| {
+            eps.retain(|_, exp| *exp > now);
+            !eps.is_empty()
+        });
+    }
+
+    fn live_count(&mut self, user_id: i64, now: Instant) -> usize {
+        match self.presence.get_mut(&user_id) {
+            Some(eps) => {
+                eps.retain(|_, exp| *exp > now);
+                let n = eps.len();
+                if n == 0 {
+                    self.presence.remove(&user_id);
+                }
+                n
+            }
+            None => 0,
+        }
+    }
+}
+
+impl MemoryCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Cache for MemoryCache {
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
+        let now = Instant::now();
+        let mut st = self.inner.lock().expect("cache lock");
+        st.values.insert(key.to_string(), (value, now + ttl));
+        st.maybe_sweep(now);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let now = Instant::now();
+        let mut st = self.inner.lock().expect("cache lock");
+        match st.values.get(key) {
+            Some((v, exp)) if *exp > now => Ok(Some(v.clone())),
+            Some(_) => {
+                st.values.remove(key);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.inner.lock().expect("cache lock").values.remove(key);
+        Ok(())
+    }
+
+    async fn presence_add(&self, user_id: i64, endpoint: &Endpoint, ttl: Duration) -> Result<usize> {
+        let now = Instant::now();
+        let mut st = self.inner.lock().expect("cache lock");
+        st.presence
+            .entry(user_id)
+            .or_default()
+            .insert(endpoint.clone(), now + ttl);
+        st.maybe_sweep(now);
+        Ok(st.live_count(user_id, now))
+    }
+
+    async fn presence_remove(&self, user_id: i64, endpoint: &Endpoint) -> Result<usize> {
+        let now = Instant::now();
+        let mut st = self.inner.lock().expect("cache lock");
+        if let Some(eps) = st.presence.get_mut(&user_id) {
+            eps.remove(endpoint);
+        }
+        Ok(st.live_count(user_id, now))
+    }
+
+    async fn presence_refresh(&self, gateway_id: &str, entries: &[(i64, u64)], ttl: Duration) -> Result<()> {
+        let now = Instant::now();
+        let mut st = self.inner.lock().expect("cache lock");
+        for (user_id, conn_id) in entries {
+            st.presence.entry(*user_id).or_default().insert(
+                Endpoint {
+                    gateway_id: gateway_id.to_string(),
+                    conn_id: *conn_id,
+                },
+                now + ttl,
+            );
+        }
+        st.maybe_sweep(now);
+        Ok(())
+    }
+
+    async fn presence(&self, user_ids: &[i64]) -> Result<HashMap<i64, Vec<Endpoint>>> {
+        let now = Instant::now();
+        let st = self.inner.lock().expect("cache lock");
+        let mut out = HashMap::new();
+        for id in user_ids {
+            if let Some(eps) = st.presence.get(id) {
+                let mut live: Vec<Endpoint> = eps
+                    .iter()
+                    .filter(|(_, exp)| **exp > now)
+                    .map(|(ep, _)| ep.clone())
+                    .collect();
+                if !live.is_empty() {
+                    live.sort();
+                    out.insert(*id, live);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

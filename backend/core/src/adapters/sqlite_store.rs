@@ -1,0 +1,831 @@
+//! The message store of the embedded profile, on SQLite through sqlx.
+//!
+//! SQLite allows one writer at a time, so writes go through a pool of exactly one
+//! connection (no `SQLITE_BUSY` between our own writers) and reads through a separate
+//! pool. WAL journal with `synchronous = FULL`: a committed append survives a crash or
+//! power loss, which is what `message-ack` promises. Appends arrive in batches and are
+//! committed in one transaction (group commit), so durability costs one fsync per batch.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ringchat_proto as pb;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::ids::{now_ms, IdGenerator};
+use crate::model::{self, WORLD_ID};
+use crate::ports::Store;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    ids: IdGenerator,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path` or
+    /// `sqlite::memory:`) and applies pending migrations.
+    pub async fn connect(url: &str, max_readers: u32, worker_id: u16) -> Result<Self> {
+        let memory = url.contains(":memory:");
+        let mut opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| Error::invalid(format!("store url {url:?}: {e}")))?
+            .create_if_missing(true)
+            .foreign_keys(false)
+            .busy_timeout(Duration::from_secs(10));
+        if !memory {
+            if let Some(dir) = Path::new(opts.get_filename()).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        Error::unavailable(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+            }
+            opts = opts
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full);
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts.clone())
+            .await?;
+        // an in-memory database exists once per connection: share the writer
+        let reader = if memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(max_readers.max(1))
+                .connect_with(opts)
+                .await?
+        };
+        let store = SqliteStore {
+            writer,
+            reader,
+            ids: IdGenerator::new(worker_id),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&self.writer)
+        .await?;
+        for (version, sql) in MIGRATIONS {
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&self.writer)
+                    .await?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.writer.begin().await?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+                .bind(version)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version, "applied store migration");
+        }
+        Ok(())
+    }
+
+    async fn meta_on(
+        &self,
+        exec: impl sqlx::Executor<'_, Database = Sqlite>,
+        id: &str,
+    ) -> Result<pb::ConversationMeta> {
+        let row = sqlx::query(
+            "SELECT c.id, c.type, c.group_id, c.user_a, c.user_b, c.last_seq, \
+             COALESCE(g.member_count, 0) AS member_count \
+             FROM conversations c LEFT JOIN chat_groups g ON g.id = c.group_id AND c.type = 2 \
+             WHERE c.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(exec)
+        .await?
+        .ok_or_else(|| Error::conversation_not_found(id))?;
+        let kind: i32 = row.get("type");
+        let member_count = match kind {
+            1 => 2,
+            2 => row.get("member_count"),
+            _ => 0,
+        };
+        Ok(pb::ConversationMeta {
+            conversation_id: row.get("id"),
+            r#type: kind,
+            group_id: row.get("group_id"),
+            user_a: row.get("user_a"),
+            user_b: row.get("user_b"),
+            last_seq: row.get("last_seq"),
+            member_count,
+        })
+    }
+
+    async fn missing_users(
+        &self,
+        exec: impl sqlx::Executor<'_, Database = Sqlite>,
+        ids: &[i64],
+    ) -> Result<Option<i64>> {
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT id FROM users WHERE id IN (");
+        let mut sep = qb.separated(", ");
+        for id in ids {
+            sep.push_bind(*id);
+        }
+        sep.push_unseparated(")");
+        let found: HashSet<i64> = qb
+            .build_query_scalar::<i64>()
+            .fetch_all(exec)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(ids.iter().copied().find(|id| !found.contains(id)))
+    }
+}
+
+fn user_from_row(row: &SqliteRow) -> pb::User {
+    pb::User {
+        user_id: row.get("id"),
+        username: row.get("username"),
+        avatar: row.get("avatar"),
+        is_guest: row.get::<i64, _>("is_guest") != 0,
+    }
+}
+
+fn message_from_row(row: &SqliteRow) -> pb::ChatMessage {
+    pb::ChatMessage {
+        message_id: row.get("message_id"),
+        conversation_id: row.get("conversation_id"),
+        sender_id: row.get("sender_id"),
+        sender_name: row.try_get::<Option<String>, _>("sender_name").ok().flatten().unwrap_or_default(),
+        content: row.get("content"),
+        r#type: row.get("type"),
+        send_time_ms: row.get("send_time"),
+        seq_id: row.get("seq"),
+        temp_message_id: row.get::<Option<String>, _>("temp_id").unwrap_or_default(),
+    }
+}
+
+const MESSAGE_COLUMNS: &str = "m.message_id, m.conversation_id, m.sender_id, u.username AS sender_name, \
+     m.content, m.type, m.send_time, m.seq, m.temp_id";
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .map(|d| d.is_unique_violation())
+        .unwrap_or(false)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, req: pb::CreateUserRequest) -> Result<pb::User> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let res = sqlx::query(
+            "INSERT INTO users (username, password_hash, avatar, is_guest, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&req.username)
+        .bind(&req.password_hash)
+        .bind(&req.avatar)
+        .bind(i64::from(req.is_guest))
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        let id = match res {
+            Ok(r) => r.last_insert_rowid(),
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::new(
+                    ErrorCode::UsernameTaken,
+                    format!("username {:?} is taken", req.username),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // every user reads the world room; history before joining does not count as unread
+        sqlx::query(
+            "INSERT INTO conversation_members (conversation_id, user_id, read_seq, joined_at) \
+             SELECT id, ?, last_seq, ? FROM conversations WHERE id = ?",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(WORLD_ID)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(pb::User {
+            user_id: id,
+            username: req.username,
+            avatar: req.avatar,
+            is_guest: req.is_guest,
+        })
+    }
+
+    async fn credentials(&self, username: &str) -> Result<pb::Credentials> {
+        let row = sqlx::query(
+            "SELECT id, username, avatar, is_guest, password_hash FROM users WHERE username = ?",
+        )
+        .bind(username)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or_else(|| Error::user_not_found(username))?;
+        Ok(pb::Credentials {
+            user: Some(user_from_row(&row)),
+            password_hash: row.get("password_hash"),
+        })
+    }
+
+    async fn user(&self, user_id: i64) -> Result<pb::User> {
+        let row = sqlx::query("SELECT id, username, avatar, is_guest FROM users WHERE id = ?")
+            .bind(user_id)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or_else(|| Error::user_not_found(user_id))?;
+        Ok(user_from_row(&row))
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<pb::User> {
+        let row = sqlx::query("SELECT id, username, avatar, is_guest FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or_else(|| Error::user_not_found(username))?;
+        Ok(user_from_row(&row))
+    }
+
+    async fn users(&self, user_ids: &[i64]) -> Result<Vec<pb::User>> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb =
+            QueryBuilder::<Sqlite>::new("SELECT id, username, avatar, is_guest FROM users WHERE id IN (");
+        let mut sep = qb.separated(", ");
+        for id in user_ids {
+            sep.push_bind(*id);
+        }
+        sep.push_unseparated(") ORDER BY id");
+        let rows = qb.build().fetch_all(&self.reader).await?;
+        Ok(rows.iter().map(user_from_row).collect())
+    }
+
+    async fn add_friend(&self, user_id: i64, other_user_id: i64) -> Result<pb::ConversationMeta> {
+        if user_id == other_user_id {
+            return Err(Error::invalid("cannot befriend yourself"));
+        }
+        let mut tx = self.writer.begin().await?;
+        if let Some(missing) = self.missing_users(&mut *tx, &[user_id, other_user_id]).await? {
+            return Err(Error::user_not_found(missing));
+        }
+        let now = now_ms();
+        sqlx::query("INSERT OR IGNORE INTO friends (user_id, friend_id, created_at) VALUES (?, ?, ?), (?, ?, ?)")
+            .bind(user_id)
+            .bind(other_user_id)
+            .bind(now)
+            .bind(other_user_id)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let id = ensure_single(&mut tx, user_id, other_user_id, now).await?;
+        let meta = self.meta_on(&mut *tx, &id).await?;
+        tx.commit().await?;
+        Ok(meta)
+    }
+
+    async fn friends(&self, user_id: i64) -> Result<Vec<pb::User>> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.username, u.avatar, u.is_guest FROM friends f JOIN users u ON u.id = f.friend_id \
+             WHERE f.user_id = ? ORDER BY u.username",
+        )
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(user_from_row).collect())
+    }
+
+    async fn single_conversation(&self, user_id: i64, other_user_id: i64) -> Result<pb::ConversationMeta> {
+        if user_id == other_user_id {
+            return Err(Error::invalid("cannot open a conversation with yourself"));
+        }
+        let mut tx = self.writer.begin().await?;
+        if let Some(missing) = self.missing_users(&mut *tx, &[user_id, other_user_id]).await? {
+            return Err(Error::user_not_found(missing));
+        }
+        let id = ensure_single(&mut tx, user_id, other_user_id, now_ms()).await?;
+        let meta = self.meta_on(&mut *tx, &id).await?;
+        tx.commit().await?;
+        Ok(meta)
+    }
+
+    async fn create_group(&self, req: pb::CreateGroupRequest) -> Result<pb::Group> {
+        let mut members: Vec<i64> = req
+            .member_ids
+            .iter()
+            .copied()
+            .filter(|id| *id != req.owner_id)
+            .collect();
+        members.sort_unstable();
+        members.dedup();
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let mut all = members.clone();
+        all.push(req.owner_id);
+        if let Some(missing) = self.missing_users(&mut *tx, &all).await? {
+            return Err(Error::user_not_found(missing));
+        }
+        let group_id = sqlx::query(
+            "INSERT INTO chat_groups (name, avatar, owner_id, member_count, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&req.group_name)
+        .bind(&req.avatar)
+        .bind(req.owner_id)
+        .bind(all.len() as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        let conv = model::group_conversation_id(group_id);
+        sqlx::query("UPDATE chat_groups SET conversation_id = ? WHERE id = ?")
+            .bind(&conv)
+            .bind(group_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO conversations (id, type, group_id, created_at) VALUES (?, 2, ?, ?)")
+            .bind(&conv)
+            .bind(group_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        for (user, role) in std::iter::once((req.owner_id, pb::GroupRole::Owner))
+            .chain(members.iter().map(|m| (*m, pb::GroupRole::Member)))
+        {
+            sqlx::query("INSERT INTO group_members (group_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)")
+                .bind(group_id)
+                .bind(user)
+                .bind(role as i32)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO conversation_members (conversation_id, user_id, read_seq, joined_at) VALUES (?, ?, 0, ?)",
+            )
+            .bind(&conv)
+            .bind(user)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.group(group_id).await
+    }
+
+    async fn group(&self, group_id: i64) -> Result<pb::Group> {
+        let g = sqlx::query("SELECT id, name, avatar, owner_id, conversation_id FROM chat_groups WHERE id = ?")
+            .bind(group_id)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or_else(|| Error::group_not_found(group_id))?;
+        let members = sqlx::query(
+            "SELECT gm.user_id, u.username, u.avatar, gm.role FROM group_members gm \
+             JOIN users u ON u.id = gm.user_id WHERE gm.group_id = ? ORDER BY gm.role DESC, gm.user_id",
+        )
+        .bind(group_id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|r| pb::GroupMember {
+            user_id: r.get("user_id"),
+            username: r.get("username"),
+            avatar: r.get("avatar"),
+            role: r.get("role"),
+        })
+        .collect();
+        Ok(pb::Group {
+            group_id: g.get("id"),
+            group_name: g.get("name"),
+            avatar: g.get("avatar"),
+            owner_id: g.get("owner_id"),
+            conversation_id: g.get("conversation_id"),
+            members,
+        })
+    }
+
+    async fn add_group_members(&self, group_id: i64, user_ids: &[i64], role: pb::GroupRole) -> Result<Vec<i64>> {
+        let mut tx = self.writer.begin().await?;
+        let conv: String = sqlx::query_scalar("SELECT conversation_id FROM chat_groups WHERE id = ?")
+            .bind(group_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::group_not_found(group_id))?;
+        if let Some(missing) = self.missing_users(&mut *tx, user_ids).await? {
+            return Err(Error::user_not_found(missing));
+        }
+        let now = now_ms();
+        let mut added = Vec::new();
+        let mut ids = user_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        for user in ids {
+            let r = sqlx::query(
+                "INSERT OR IGNORE INTO group_members (group_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(group_id)
+            .bind(user)
+            .bind(role as i32)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() == 1 {
+                // a new member starts with the history read
+                sqlx::query(
+                    "INSERT OR IGNORE INTO conversation_members (conversation_id, user_id, read_seq, joined_at) \
+                     SELECT id, ?, last_seq, ? FROM conversations WHERE id = ?",
+                )
+                .bind(user)
+                .bind(now)
+                .bind(&conv)
+                .execute(&mut *tx)
+                .await?;
+                added.push(user);
+            }
+        }
+        sqlx::query("UPDATE chat_groups SET member_count = member_count + ? WHERE id = ?")
+            .bind(added.len() as i64)
+            .bind(group_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn remove_group_member(&self, group_id: i64, user_id: i64) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let conv: String = sqlx::query_scalar("SELECT conversation_id FROM chat_groups WHERE id = ?")
+            .bind(group_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::group_not_found(group_id))?;
+        let r = sqlx::query("DELETE FROM group_members WHERE group_id = ? AND user_id = ?")
+            .bind(group_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let removed = r.rows_affected() == 1;
+        if removed {
+            sqlx::query("DELETE FROM conversation_members WHERE conversation_id = ? AND user_id = ?")
+                .bind(&conv)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE chat_groups SET member_count = member_count - 1 WHERE id = ?")
+                .bind(group_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn set_group_role(&self, group_id: i64, user_id: i64, role: pb::GroupRole) -> Result<()> {
+        let r = sqlx::query("UPDATE group_members SET role = ? WHERE group_id = ? AND user_id = ?")
+            .bind(role as i32)
+            .bind(group_id)
+            .bind(user_id)
+            .execute(&self.writer)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                format!("user {user_id} is not a member of group {group_id}"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn conversation(&self, conversation_id: &str) -> Result<pb::ConversationMeta> {
+        self.meta_on(&self.reader, conversation_id).await
+    }
+
+    async fn is_member(&self, conversation_id: &str, user_id: i64) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM conversation_members WHERE conversation_id = ? AND user_id = ?",
+        )
+        .bind(conversation_id)
+        .bind(user_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn member_ids(&self, conversation_id: &str, after_user_id: i64, limit: i64) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT user_id FROM conversation_members WHERE conversation_id = ? AND user_id > ? \
+             ORDER BY user_id LIMIT ?",
+        )
+        .bind(conversation_id)
+        .bind(after_user_id)
+        .bind(limit.max(0))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn conversations(&self, user_id: i64) -> Result<Vec<pb::ConversationView>> {
+        let rows = sqlx::query(&format!(
+            "SELECT c.id AS cid, c.type AS ctype, c.group_id, c.user_a, c.user_b, c.last_seq, \
+             c.last_message_time, cm.read_seq, {MESSAGE_COLUMNS} \
+             FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id \
+             LEFT JOIN messages m ON m.message_id = c.last_message_id AND c.last_message_id != 0 \
+             LEFT JOIN users u ON u.id = m.sender_id \
+             WHERE cm.user_id = ? \
+             ORDER BY (c.type = 3) DESC, c.last_message_time DESC, c.created_at DESC"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+
+        let mut peer_ids = Vec::new();
+        let mut group_ids = Vec::new();
+        for r in &rows {
+            match r.get::<i32, _>("ctype") {
+                1 => {
+                    let (a, b): (i64, i64) = (r.get("user_a"), r.get("user_b"));
+                    peer_ids.push(if a == user_id { b } else { a });
+                }
+                2 => group_ids.push(r.get::<i64, _>("group_id")),
+                _ => {}
+            }
+        }
+        let peers: HashMap<i64, pb::User> = self
+            .users(&peer_ids)
+            .await?
+            .into_iter()
+            .map(|u| (u.user_id, u))
+            .collect();
+        let mut groups: HashMap<i64, pb::GroupTarget> = HashMap::new();
+        if !group_ids.is_empty() {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "SELECT id, name, avatar, member_count FROM chat_groups WHERE id IN (",
+            );
+            let mut sep = qb.separated(", ");
+            for id in &group_ids {
+                sep.push_bind(*id);
+            }
+            sep.push_unseparated(")");
+            for g in qb.build().fetch_all(&self.reader).await? {
+                groups.insert(
+                    g.get("id"),
+                    pb::GroupTarget {
+                        group_id: g.get("id"),
+                        group_name: g.get("name"),
+                        avatar: g.get("avatar"),
+                        member_count: g.get("member_count"),
+                    },
+                );
+            }
+        }
+
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let kind: i32 = r.get("ctype");
+            let target = match kind {
+                1 => {
+                    let (a, b): (i64, i64) = (r.get("user_a"), r.get("user_b"));
+                    let peer = if a == user_id { b } else { a };
+                    peers.get(&peer).cloned().map(pb::conversation_view::Target::Peer)
+                }
+                2 => groups
+                    .get(&r.get::<i64, _>("group_id"))
+                    .cloned()
+                    .map(pb::conversation_view::Target::Group),
+                _ => Some(pb::conversation_view::Target::World(model::world_target())),
+            };
+            let last_message = r
+                .try_get::<Option<i64>, _>("message_id")
+                .ok()
+                .flatten()
+                .map(|_| message_from_row(r));
+            let last_seq: i64 = r.get("last_seq");
+            let read_seq: i64 = r.get("read_seq");
+            out.push(pb::ConversationView {
+                conversation_id: r.get("cid"),
+                r#type: kind,
+                target,
+                last_message,
+                last_message_time_ms: r.get("last_message_time"),
+                unread_count: (last_seq - read_seq).max(0),
+                last_seq,
+                read_seq,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn append(&self, messages: Vec<pb::MessageDraft>) -> Result<Vec<pb::AppendOutcome>> {
+        let mut outcomes = Vec::with_capacity(messages.len());
+        let mut names: HashMap<i64, String> = HashMap::new();
+        let mut tx = self.writer.begin().await?;
+        for m in messages {
+            if !m.temp_message_id.is_empty() {
+                let existing = sqlx::query(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.sender_id \
+                     WHERE m.sender_id = ? AND m.temp_id = ?"
+                ))
+                .bind(m.sender_id)
+                .bind(&m.temp_message_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = existing {
+                    outcomes.push(pb::AppendOutcome {
+                        message: Some(message_from_row(&row)),
+                        duplicate: true,
+                        ..Default::default()
+                    });
+                    continue;
+                }
+            }
+            let message_id = self.ids.next_id();
+            let send_time = now_ms();
+            let seq: Option<i64> = sqlx::query_scalar(
+                "UPDATE conversations SET last_seq = last_seq + 1, last_message_id = ?, last_message_time = ? \
+                 WHERE id = ? RETURNING last_seq",
+            )
+            .bind(message_id)
+            .bind(send_time)
+            .bind(&m.conversation_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(seq) = seq else {
+                outcomes.push(pb::AppendOutcome {
+                    error_code: ErrorCode::ConversationNotFound.as_str().into(),
+                    error_message: format!("conversation {} not found", m.conversation_id),
+                    ..Default::default()
+                });
+                continue;
+            };
+            let temp = (!m.temp_message_id.is_empty()).then_some(m.temp_message_id.as_str());
+            sqlx::query(
+                "INSERT INTO messages (message_id, conversation_id, seq, sender_id, type, content, send_time, temp_id) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(message_id)
+            .bind(&m.conversation_id)
+            .bind(seq)
+            .bind(m.sender_id)
+            .bind(m.r#type)
+            .bind(&m.content)
+            .bind(send_time)
+            .bind(temp)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE conversation_members SET read_seq = ? WHERE conversation_id = ? AND user_id = ?")
+                .bind(seq)
+                .bind(&m.conversation_id)
+                .bind(m.sender_id)
+                .execute(&mut *tx)
+                .await?;
+            let sender_name = if !m.sender_name.is_empty() {
+                m.sender_name.clone()
+            } else if let Some(n) = names.get(&m.sender_id) {
+                n.clone()
+            } else {
+                let n: String = sqlx::query_scalar("SELECT username FROM users WHERE id = ?")
+                    .bind(m.sender_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or_default();
+                names.insert(m.sender_id, n.clone());
+                n
+            };
+            outcomes.push(pb::AppendOutcome {
+                message: Some(pb::ChatMessage {
+                    message_id,
+                    conversation_id: m.conversation_id,
+                    sender_id: m.sender_id,
+                    sender_name,
+                    content: m.content,
+                    r#type: m.r#type,
+                    send_time_ms: send_time,
+                    seq_id: seq,
+                    temp_message_id: m.temp_message_id,
+                }),
+                duplicate: false,
+                ..Default::default()
+            });
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn messages(&self, req: pb::HistoryRequest) -> Result<pb::HistoryPage> {
+        let q = model::HistoryQuery::from_request(&req)?;
+        let last_seq: i64 = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = ?")
+            .bind(&req.conversation_id)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or_else(|| Error::conversation_not_found(&req.conversation_id))?;
+        let (lo, hi, newest_first) = q.seq_window(last_seq);
+        let order = if newest_first { "DESC" } else { "ASC" };
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.sender_id \
+             WHERE m.conversation_id = ? AND m.seq >= ? AND m.seq <= ? ORDER BY m.seq {order} LIMIT ?"
+        ))
+        .bind(&req.conversation_id)
+        .bind(lo)
+        .bind(hi)
+        .bind(q.size + 1)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut messages: Vec<pb::ChatMessage> = rows.iter().map(message_from_row).collect();
+        Ok(q.finish(&mut messages, last_seq))
+    }
+
+    async fn mark_read(&self, user_id: i64, conversation_id: &str, seq_id: i64) -> Result<pb::ReadPointer> {
+        let mut tx = self.writer.begin().await?;
+        let last_seq: i64 = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = ?")
+            .bind(conversation_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::conversation_not_found(conversation_id))?;
+        let target = if seq_id <= 0 || seq_id > last_seq { last_seq } else { seq_id };
+        let read_seq: Option<i64> = sqlx::query_scalar(
+            "UPDATE conversation_members SET read_seq = MAX(read_seq, ?) \
+             WHERE conversation_id = ? AND user_id = ? RETURNING read_seq",
+        )
+        .bind(target)
+        .bind(conversation_id)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let read_seq = read_seq.ok_or_else(|| {
+            Error::forbidden(format!("user {user_id} is not a member of {conversation_id}"))
+        })?;
+        Ok(pb::ReadPointer { read_seq, last_seq })
+    }
+
+    async fn peer_ids(&self, user_id: i64) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT friend_id FROM friends WHERE user_id = ? \
+             UNION SELECT b.user_id FROM group_members a JOIN group_members b ON a.group_id = b.group_id \
+             WHERE a.user_id = ? AND b.user_id != ? ORDER BY 1",
+        )
+        .bind(user_id)
+        .bind(user_id)
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+}
+
+/// Get-or-create of the single conversation of two users, inside `tx`.
+async fn ensure_single(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    a: i64,
+    b: i64,
+    now: i64,
+) -> Result<String> {
+    let (lo, hi) = (a.min(b), a.max(b));
+    let id = model::single_conversation_id(lo, hi);
+    let created = sqlx::query(
+        "INSERT OR IGNORE INTO conversations (id, type, user_a, user_b, created_at) VALUES (?, 1, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(lo)
+    .bind(hi)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if created == 1 {
+        sqlx::query(
+            "INSERT INTO conversation_members (conversation_id, user_id, read_seq, joined_at) VALUES (?, ?, 0, ?), (?, ?, 0, ?)",
+        )
+        .bind(&id)
+        .bind(lo)
+        .bind(now)
+        .bind(&id)
+        .bind(hi)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(id)
+}

@@ -1,0 +1,459 @@
+//! Typed configuration for every ringchat process.
+//!
+//! One file format for all binaries: a TOML file (optional) overlaid with `RINGCHAT_*`
+//! environment variables, where `__` separates the section from the key:
+//! `RINGCHAT_LOGIC__LARGE_GROUP_THRESHOLD=100` sets `[logic] large_group_threshold`.
+//! The loader takes the environment as a map, so tests never touch `std::env`.
+//! Every default works out of the box for the embedded profile on one machine.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors found while loading or validating configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config value {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// A secret string that never shows in `Debug` output or logs.
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The development secret used when none is configured; start-up warns about it.
+pub const DEV_JWT_SECRET: &str = "ringchat-dev-secret-change-me";
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub auth: AuthConfig,
+    pub store: StoreConfig,
+    pub cache: CacheConfig,
+    pub bus: BusConfig,
+    pub discovery: DiscoveryConfig,
+    pub logic: LogicConfig,
+    pub repo: RepoConfig,
+    pub task: TaskConfig,
+    pub runtime: RuntimeConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This instance's id: the gateway id in topic names, the instance id in discovery.
+    pub id: String,
+    /// 0..=1023, distinguishes message-id generators of different store writers.
+    pub worker_id: u16,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: "gw-1".into(),
+            worker_id: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub jwt_secret: Secret,
+    /// Lifetime of an issued token.
+    pub token_ttl_secs: u64,
+    /// Argon2id memory cost in KiB (OWASP's 19 MiB by default).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: Secret::new(DEV_JWT_SECRET),
+            token_ttl_secs: 7 * 24 * 3600,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` (embedded) or `mysql://user:pass@host/db` (distributed).
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://data/ringchat.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `memory://` (embedded) or `redis://host:port` (distributed).
+    pub url: String,
+    /// Session cache entries (token -> user) live this long.
+    pub session_ttl_secs: u64,
+    /// A connection's presence entry expires unless refreshed within this time.
+    pub presence_ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            url: "memory://".into(),
+            session_ttl_secs: 30 * 60,
+            presence_ttl_secs: 5 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// `memory://` (embedded) or `kafka://host:port` (distributed).
+    pub url: String,
+    /// Partitions per topic of the in-process bus.
+    pub partitions: u32,
+    /// Records a partition holds before publishers wait (in-process bus).
+    pub partition_capacity: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            url: "memory://".into(),
+            partitions: 8,
+            partition_capacity: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// `static://` (embedded) or `etcd://host:port` (distributed).
+    pub url: String,
+    /// Static entries: service name -> addresses.
+    pub services: HashMap<String, Vec<String>>,
+    /// Registration lease.
+    pub ttl_secs: u64,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            url: "static://".into(),
+            services: HashMap::new(),
+            ttl_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogicConfig {
+    pub listen: String,
+    /// Where im-logic reaches im-repo in the distributed profile.
+    pub repo_url: String,
+    /// Groups with more members than this fan out through im-task.
+    pub large_group_threshold: u32,
+    /// Largest message content accepted, in bytes.
+    pub max_content_bytes: usize,
+    /// Concurrent consumers of the upstream topic (each owns some partitions).
+    pub upstream_consumers: u32,
+    /// Most upstream messages appended in one store transaction.
+    pub append_batch: usize,
+}
+
+impl Default for LogicConfig {
+    fn default() -> Self {
+        LogicConfig {
+            listen: "127.0.0.1:9001".into(),
+            repo_url: "http://127.0.0.1:9002".into(),
+            large_group_threshold: 500,
+            max_content_bytes: 64 * 1024,
+            upstream_consumers: 2,
+            append_batch: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepoConfig {
+    pub listen: String,
+}
+
+impl Default for RepoConfig {
+    fn default() -> Self {
+        RepoConfig {
+            listen: "127.0.0.1:9002".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Where im-task reaches im-repo in the distributed profile.
+    pub repo_url: String,
+    /// Members fetched and routed per step of a large-group fan-out.
+    pub fanout_batch: u32,
+    /// `log` (default) or `webhook`.
+    pub notifier: String,
+    /// Target of the webhook notifier (`http://...`).
+    pub webhook_url: String,
+    pub webhook_timeout_ms: u64,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig {
+            repo_url: "http://127.0.0.1:9002".into(),
+            fanout_batch: 1000,
+            notifier: "log".into(),
+            webhook_url: String::new(),
+            webhook_timeout_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Worker threads of the backend's tokio runtime; 0 = one per CPU.
+    pub worker_threads: usize,
+}
+
+impl CacheConfig {
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_secs)
+    }
+    pub fn presence_ttl(&self) -> Duration {
+        Duration::from_secs(self.presence_ttl_secs)
+    }
+}
+
+impl Config {
+    /// Loads `path` (if given) and applies `RINGCHAT_*` overrides from `env`, then validates.
+    pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.display().to_string(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Self::from_toml_and_env(&text, env)
+    }
+
+    /// Parses TOML text and applies `RINGCHAT_*` overrides from `env`, then validates.
+    pub fn from_toml_and_env(
+        text: &str,
+        env: &HashMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let mut root: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        let mut keys: Vec<_> = env.keys().filter(|k| k.starts_with("RINGCHAT_")).collect();
+        keys.sort();
+        for key in keys {
+            let path: Vec<String> = key["RINGCHAT_".len()..]
+                .split("__")
+                .map(|s| s.to_ascii_lowercase())
+                .collect();
+            if path.len() < 2 || path.iter().any(String::is_empty) {
+                // RINGCHAT_CONFIG and the like are not overrides
+                continue;
+            }
+            set_path(&mut root, &path, env_value(&env[key]))?;
+        }
+        let config: Config = toml::Value::Table(root)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(ok: bool, key: &'static str, reason: &str) -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    reason: reason.into(),
+                })
+            }
+        }
+        check(
+            !self.node.id.is_empty()
+                && self
+                    .node
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'),
+            "node.id",
+            "must be non-empty and use only [A-Za-z0-9._-] (it is part of topic names)",
+        )?;
+        check(self.node.worker_id < 1024, "node.worker_id", "must be < 1024")?;
+        check(
+            self.auth.jwt_secret.expose().len() >= 16,
+            "auth.jwt_secret",
+            "must be at least 16 bytes",
+        )?;
+        check(self.auth.token_ttl_secs > 0, "auth.token_ttl_secs", "must be > 0")?;
+        check(
+            self.auth.argon2_memory_kib >= 8 && self.auth.argon2_iterations >= 1,
+            "auth.argon2_memory_kib",
+            "argon2 needs at least 8 KiB and 1 iteration",
+        )?;
+        check(self.store.max_connections > 0, "store.max_connections", "must be > 0")?;
+        check(self.bus.partitions > 0, "bus.partitions", "must be > 0")?;
+        check(self.bus.partition_capacity > 0, "bus.partition_capacity", "must be > 0")?;
+        check(self.cache.presence_ttl_secs > 0, "cache.presence_ttl_secs", "must be > 0")?;
+        check(self.cache.session_ttl_secs > 0, "cache.session_ttl_secs", "must be > 0")?;
+        check(
+            self.logic.max_content_bytes > 0,
+            "logic.max_content_bytes",
+            "must be > 0",
+        )?;
+        check(
+            self.logic.upstream_consumers > 0,
+            "logic.upstream_consumers",
+            "must be > 0",
+        )?;
+        check(self.logic.append_batch > 0, "logic.append_batch", "must be > 0")?;
+        check(self.task.fanout_batch > 0, "task.fanout_batch", "must be > 0")?;
+        check(
+            matches!(self.task.notifier.as_str(), "log" | "webhook"),
+            "task.notifier",
+            "must be `log` or `webhook`",
+        )?;
+        check(
+            self.task.notifier != "webhook" || self.task.webhook_url.starts_with("http://"),
+            "task.webhook_url",
+            "the webhook notifier needs an http:// URL",
+        )?;
+        Ok(())
+    }
+
+    /// True when the JWT secret is still the development default.
+    pub fn uses_dev_secret(&self) -> bool {
+        self.auth.jwt_secret.expose() == DEV_JWT_SECRET
+    }
+}
+
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" => return toml::Value::Boolean(true),
+        "false" => return toml::Value::Boolean(false),
+        _ => {}
+    }
+    toml::Value::String(raw.to_string())
+}
+
+fn set_path(root: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), ConfigError> {
+    let (last, parents) = path.split_last().expect("path has at least two segments");
+    let mut table = root;
+    for seg in parents {
+        let entry = table
+            .entry(seg.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| {
+            ConfigError::Parse(format!("override of {} crosses a non-table value", path.join(".")))
+        })?;
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_toml_and_env("", &env(&[])).unwrap();
+        assert_eq!(c.logic.large_group_threshold, 500);
+        assert_eq!(c.cache.session_ttl_secs, 1800);
+        assert_eq!(c.cache.presence_ttl_secs, 300);
+        assert!(c.uses_dev_secret());
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = Config::from_toml_and_env(
+            "[logic]\nlarge_group_threshold = 10\n[node]\nid = \"a\"\n",
+            &env(&[
+                ("RINGCHAT_LOGIC__LARGE_GROUP_THRESHOLD", "20"),
+                ("RINGCHAT_AUTH__JWT_SECRET", "0123456789abcdef0123"),
+                ("RINGCHAT_CONFIG", "ignored.toml"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.logic.large_group_threshold, 20);
+        assert_eq!(c.node.id, "a");
+        assert!(!c.uses_dev_secret());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        assert!(Config::from_toml_and_env("[logic]\nnope = 1\n", &env(&[])).is_err());
+        assert!(Config::from_toml_and_env("", &env(&[("RINGCHAT_BUS__PARTITIONS", "0")])).is_err());
+        assert!(Config::from_toml_and_env("", &env(&[("RINGCHAT_NODE__ID", "a b")])).is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_leak_into_debug() {
+        let c = Config::default();
+        assert!(!format!("{c:?}").contains(DEV_JWT_SECRET));
+    }
+}

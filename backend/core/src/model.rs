@@ -1,0 +1,168 @@
+//! Domain rules shared by the store adapters, im-logic and the gateway: conversation ids,
+//! the world room, message types and history paging.
+
+use ringchat_proto as pb;
+
+use crate::error::{Error, Result};
+
+/// The world room's conversation id: every user reads and writes it.
+pub const WORLD_ID: &str = "world";
+/// History page size when the client does not ask for one, and the largest it may ask for.
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
+pub const MAX_PAGE_SIZE: i64 = 200;
+
+pub fn single_conversation_id(a: i64, b: i64) -> String {
+    format!("s_{}_{}", a.min(b), a.max(b))
+}
+
+pub fn group_conversation_id(group_id: i64) -> String {
+    format!("g_{group_id}")
+}
+
+pub fn world_target() -> pb::WorldTarget {
+    pb::WorldTarget {
+        group_name: "World".into(),
+        avatar: String::new(),
+        description: "Everyone, everywhere: the room every user is in".into(),
+    }
+}
+
+/// Parses a client message type: a name (`"text"`) or the matching integer (`1`).
+pub fn parse_message_type_name(s: &str) -> Option<pb::MessageType> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "text" => pb::MessageType::Text,
+        "image" => pb::MessageType::Image,
+        "file" => pb::MessageType::File,
+        "system" => pb::MessageType::System,
+        "voice" => pb::MessageType::Voice,
+        "video" => pb::MessageType::Video,
+        other => return other.parse::<i64>().ok().and_then(message_type_from_int),
+    })
+}
+
+pub fn message_type_from_int(i: i64) -> Option<pb::MessageType> {
+    match i {
+        1..=6 => pb::MessageType::try_from(i as i32).ok(),
+        _ => None,
+    }
+}
+
+pub fn message_type_name(t: i32) -> &'static str {
+    match pb::MessageType::try_from(t).unwrap_or(pb::MessageType::Text) {
+        pb::MessageType::Image => "image",
+        pb::MessageType::File => "file",
+        pb::MessageType::System => "system",
+        pb::MessageType::Voice => "voice",
+        pb::MessageType::Video => "video",
+        _ => "text",
+    }
+}
+
+/// A validated history request: newest page by number, or a cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub page: i64,
+    pub size: i64,
+    pub after_seq: i64,
+    pub before_seq: i64,
+}
+
+impl HistoryQuery {
+    pub fn from_request(req: &pb::HistoryRequest) -> Result<Self> {
+        if req.page < 0 || req.size < 0 || req.after_seq < 0 || req.before_seq < 0 {
+            return Err(Error::invalid("page, size and cursors must not be negative"));
+        }
+        if req.after_seq > 0 && req.before_seq > 0 {
+            return Err(Error::invalid("give afterSeq or beforeSeq, not both"));
+        }
+        let size = if req.size == 0 {
+            DEFAULT_PAGE_SIZE
+        } else {
+            req.size.min(MAX_PAGE_SIZE)
+        };
+        Ok(HistoryQuery {
+            page: req.page.max(1),
+            size,
+            after_seq: req.after_seq,
+            before_seq: req.before_seq,
+        })
+    }
+
+    /// The inclusive seq range to read, and whether to read it newest first. The caller
+    /// reads at most `size + 1` rows in that order, then calls [`HistoryQuery::finish`].
+    pub fn seq_window(&self, last_seq: i64) -> (i64, i64, bool) {
+        if self.after_seq > 0 {
+            (self.after_seq + 1, i64::MAX, false)
+        } else if self.before_seq > 0 {
+            (1, self.before_seq - 1, true)
+        } else {
+            let hi = last_seq - (self.page - 1) * self.size;
+            let lo = (hi - self.size + 1).max(1);
+            (lo, hi, false)
+        }
+    }
+
+    /// Trims the extra row, orders oldest first and builds the pagination.
+    pub fn finish(&self, rows: &mut Vec<pb::ChatMessage>, last_seq: i64) -> pb::HistoryPage {
+        let cursor = self.after_seq > 0 || self.before_seq > 0;
+        let has_more = if cursor {
+            let more = rows.len() as i64 > self.size;
+            rows.truncate(self.size as usize);
+            more
+        } else {
+            let hi = last_seq - (self.page - 1) * self.size;
+            hi - self.size >= 1
+        };
+        if self.before_seq > 0 {
+            rows.reverse();
+        }
+        pb::HistoryPage {
+            messages: std::mem::take(rows),
+            pagination: Some(pb::Pagination {
+                page: self.page,
+                size: self.size,
+                total: last_seq,
+                has_more,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_types_by_name_and_number() {
+        assert_eq!(parse_message_type_name("text"), Some(pb::MessageType::Text));
+        assert_eq!(parse_message_type_name("VIDEO"), Some(pb::MessageType::Video));
+        assert_eq!(parse_message_type_name("5"), Some(pb::MessageType::Voice));
+        assert_eq!(parse_message_type_name("7"), None);
+        assert_eq!(parse_message_type_name("gif"), None);
+        assert_eq!(message_type_from_int(4), Some(pb::MessageType::System));
+        assert_eq!(message_type_from_int(0), None);
+    }
+
+    #[test]
+    fn page_windows() {
+        let q = HistoryQuery::from_request(&pb::HistoryRequest {
+            page: 2,
+            size: 10,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(q.seq_window(25), (6, 15, false));
+        let q = HistoryQuery::from_request(&pb::HistoryRequest {
+            size: 1000,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(q.size, MAX_PAGE_SIZE);
+        assert!(HistoryQuery::from_request(&pb::HistoryRequest {
+            after_seq: 1,
+            before_seq: 5,
+            ..Default::default()
+        })
+        .is_err());
+    }
+}

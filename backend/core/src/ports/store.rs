@@ -1,0 +1,81 @@
+use async_trait::async_trait;
+use ringchat_proto as pb;
+
+use crate::error::Result;
+
+/// The message store: users, friends, conversations, groups, members, messages, read
+/// pointers and per-conversation sequence numbers.
+///
+/// It speaks the im-repo wire types so that the gRPC server and client are plain
+/// forwarding; the im-repo gRPC client is itself an adapter of this port.
+///
+/// Contract highlights (pinned by [`crate::testkit::store`]):
+/// - `seq_id` is per conversation, assigned in the append transaction, strictly +1, never
+///   reused; `append` commits all its items in one transaction (group commit).
+/// - `(sender, temp_message_id)` is unique: appending it again returns the original message
+///   with `duplicate = true` and stores nothing.
+/// - The sender's read pointer follows its own messages, so they never count as unread.
+/// - Every user is a member of the world room (`"world"`) from creation on.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Fails with `USERNAME_TAKEN` if the name exists.
+    async fn create_user(&self, req: pb::CreateUserRequest) -> Result<pb::User>;
+    /// `USER_NOT_FOUND` if no such user.
+    async fn credentials(&self, username: &str) -> Result<pb::Credentials>;
+    async fn user(&self, user_id: i64) -> Result<pb::User>;
+    async fn user_by_name(&self, username: &str) -> Result<pb::User>;
+    /// The users that exist among `user_ids`, in id order.
+    async fn users(&self, user_ids: &[i64]) -> Result<Vec<pb::User>>;
+
+    /// Makes the two users friends (both ways) and returns their single conversation.
+    async fn add_friend(&self, user_id: i64, other_user_id: i64) -> Result<pb::ConversationMeta>;
+    async fn friends(&self, user_id: i64) -> Result<Vec<pb::User>>;
+    /// The single conversation of two users, created on first use (idempotent).
+    async fn single_conversation(
+        &self,
+        user_id: i64,
+        other_user_id: i64,
+    ) -> Result<pb::ConversationMeta>;
+
+    /// Creates a group and its conversation; the owner gets `OWNER`, members `MEMBER`.
+    async fn create_group(&self, req: pb::CreateGroupRequest) -> Result<pb::Group>;
+    /// `GROUP_NOT_FOUND` if missing.
+    async fn group(&self, group_id: i64) -> Result<pb::Group>;
+    /// Adds members (existing ones are left as they are); returns the ids actually added.
+    async fn add_group_members(
+        &self,
+        group_id: i64,
+        user_ids: &[i64],
+        role: pb::GroupRole,
+    ) -> Result<Vec<i64>>;
+    async fn remove_group_member(&self, group_id: i64, user_id: i64) -> Result<bool>;
+    async fn set_group_role(&self, group_id: i64, user_id: i64, role: pb::GroupRole)
+        -> Result<()>;
+
+    /// `CONVERSATION_NOT_FOUND` if missing.
+    async fn conversation(&self, conversation_id: &str) -> Result<pb::ConversationMeta>;
+    async fn is_member(&self, conversation_id: &str, user_id: i64) -> Result<bool>;
+    /// Member ids in ascending order, after `after_user_id`, at most `limit`.
+    async fn member_ids(
+        &self,
+        conversation_id: &str,
+        after_user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>>;
+    /// The user's conversations, the world room first, then by last activity.
+    async fn conversations(&self, user_id: i64) -> Result<Vec<pb::ConversationView>>;
+
+    /// Appends messages in one transaction. Each item gets its own outcome; an item whose
+    /// conversation does not exist is rejected without affecting the others.
+    async fn append(&self, messages: Vec<pb::MessageDraft>) -> Result<Vec<pb::AppendOutcome>>;
+    async fn messages(&self, req: pb::HistoryRequest) -> Result<pb::HistoryPage>;
+    /// Moves the read pointer forward to `seq_id` (0 = latest); never backwards.
+    async fn mark_read(
+        &self,
+        user_id: i64,
+        conversation_id: &str,
+        seq_id: i64,
+    ) -> Result<pb::ReadPointer>;
+    /// Friends and group peers of a user (who sees its presence), without the user.
+    async fn peer_ids(&self, user_id: i64) -> Result<Vec<i64>>;
+}

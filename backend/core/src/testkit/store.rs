@@ -1,0 +1,467 @@
+//! Store conformance: the persistence contract of [`crate::ports::Store`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use ringchat_proto as pb;
+
+use super::unique;
+use crate::error::ErrorCode;
+use crate::model::WORLD_ID;
+use crate::ports::Store;
+
+pub async fn new_user(store: &dyn Store, prefix: &str) -> pb::User {
+    // usernames are at most 20 characters in the client API; the store does not care
+    store
+        .create_user(pb::CreateUserRequest {
+            username: unique(prefix),
+            password_hash: "hash".into(),
+            avatar: String::new(),
+            is_guest: false,
+        })
+        .await
+        .expect("create user")
+}
+
+pub fn text(conversation_id: &str, sender: &pb::User, content: &str, temp: &str) -> pb::MessageDraft {
+    pb::MessageDraft {
+        conversation_id: conversation_id.into(),
+        sender_id: sender.user_id,
+        sender_name: sender.username.clone(),
+        r#type: pb::MessageType::Text as i32,
+        content: content.into(),
+        temp_message_id: temp.into(),
+    }
+}
+
+async fn append_one(store: &dyn Store, m: pb::MessageDraft) -> pb::AppendOutcome {
+    let mut out = store.append(vec![m]).await.expect("append");
+    assert_eq!(out.len(), 1);
+    out.pop().unwrap()
+}
+
+pub async fn users_are_unique_by_name(store: Arc<dyn Store>) {
+    let u = new_user(store.as_ref(), "u").await;
+    assert!(u.user_id > 0);
+    let again = store
+        .create_user(pb::CreateUserRequest {
+            username: u.username.to_uppercase(),
+            password_hash: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code, ErrorCode::UsernameTaken);
+    let creds = store.credentials(&u.username).await.unwrap();
+    assert_eq!(creds.user.as_ref().unwrap(), &u);
+    assert_eq!(creds.password_hash, "hash");
+    assert_eq!(store.user(u.user_id).await.unwrap(), u);
+    assert_eq!(store.user_by_name(&u.username).await.unwrap(), u);
+    let v = new_user(store.as_ref(), "v").await;
+    let both = store.users(&[v.user_id, u.user_id, -5]).await.unwrap();
+    assert_eq!(both.len(), 2);
+    assert_eq!(
+        store.user(-1).await.unwrap_err().code,
+        ErrorCode::UserNotFound
+    );
+    assert_eq!(
+        store.credentials(&unique("nobody")).await.unwrap_err().code,
+        ErrorCode::UserNotFound
+    );
+    // a guest is flagged as such
+    let g = store
+        .create_user(pb::CreateUserRequest {
+            username: unique("guest"),
+            is_guest: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(g.is_guest);
+    assert!(store.user(g.user_id).await.unwrap().is_guest);
+    // every user is in the world room
+    assert!(store.is_member(WORLD_ID, g.user_id).await.unwrap());
+}
+
+pub async fn single_conversation_is_idempotent(store: Arc<dyn Store>) {
+    let a = new_user(store.as_ref(), "a").await;
+    let b = new_user(store.as_ref(), "b").await;
+    let c1 = store.single_conversation(a.user_id, b.user_id).await.unwrap();
+    let c2 = store.single_conversation(b.user_id, a.user_id).await.unwrap();
+    assert_eq!(c1, c2);
+    assert_eq!(c1.r#type, pb::ConversationType::Single as i32);
+    assert_eq!(c1.member_count, 2);
+    assert!(store.is_member(&c1.conversation_id, a.user_id).await.unwrap());
+    assert!(store.is_member(&c1.conversation_id, b.user_id).await.unwrap());
+    let members = store.member_ids(&c1.conversation_id, 0, 10).await.unwrap();
+    let mut expect = vec![a.user_id, b.user_id];
+    expect.sort_unstable();
+    assert_eq!(members, expect);
+    assert_eq!(
+        store.single_conversation(a.user_id, a.user_id).await.unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        store.single_conversation(a.user_id, -7).await.unwrap_err().code,
+        ErrorCode::UserNotFound
+    );
+    assert_eq!(
+        store.conversation(&unique("s_nope")).await.unwrap_err().code,
+        ErrorCode::ConversationNotFound
+    );
+}
+
+pub async fn friends_are_mutual(store: Arc<dyn Store>) {
+    let a = new_user(store.as_ref(), "fa").await;
+    let b = new_user(store.as_ref(), "fb").await;
+    let conv = store.add_friend(a.user_id, b.user_id).await.unwrap();
+    let again = store.add_friend(b.user_id, a.user_id).await.unwrap();
+    assert_eq!(conv, again);
+    assert_eq!(store.friends(a.user_id).await.unwrap(), vec![b.clone()]);
+    assert_eq!(store.friends(b.user_id).await.unwrap(), vec![a.clone()]);
+    assert_eq!(store.peer_ids(a.user_id).await.unwrap(), vec![b.user_id]);
+    assert_eq!(
+        store.single_conversation(a.user_id, b.user_id).await.unwrap(),
+        conv
+    );
+    assert_eq!(
+        store.add_friend(a.user_id, -3).await.unwrap_err().code,
+        ErrorCode::UserNotFound
+    );
+}
+
+pub async fn groups_have_roles_and_members(store: Arc<dyn Store>) {
+    let owner = new_user(store.as_ref(), "own").await;
+    let m1 = new_user(store.as_ref(), "m1").await;
+    let m2 = new_user(store.as_ref(), "m2").await;
+    let m3 = new_user(store.as_ref(), "m3").await;
+    let g = store
+        .create_group(pb::CreateGroupRequest {
+            owner_id: owner.user_id,
+            group_name: "team".into(),
+            avatar: String::new(),
+            member_ids: vec![m1.user_id, m2.user_id, m1.user_id, owner.user_id],
+        })
+        .await
+        .unwrap();
+    assert_eq!(g.owner_id, owner.user_id);
+    assert_eq!(g.members.len(), 3);
+    let role_of = |g: &pb::Group, id: i64| g.members.iter().find(|m| m.user_id == id).map(|m| m.role);
+    assert_eq!(role_of(&g, owner.user_id), Some(pb::GroupRole::Owner as i32));
+    assert_eq!(role_of(&g, m1.user_id), Some(pb::GroupRole::Member as i32));
+    let meta = store.conversation(&g.conversation_id).await.unwrap();
+    assert_eq!(meta.r#type, pb::ConversationType::Group as i32);
+    assert_eq!(meta.group_id, g.group_id);
+    assert_eq!(meta.member_count, 3);
+
+    let added = store
+        .add_group_members(g.group_id, &[m2.user_id, m3.user_id], pb::GroupRole::Member)
+        .await
+        .unwrap();
+    assert_eq!(added, vec![m3.user_id]);
+    assert!(store.is_member(&g.conversation_id, m3.user_id).await.unwrap());
+    store
+        .set_group_role(g.group_id, m1.user_id, pb::GroupRole::Admin)
+        .await
+        .unwrap();
+    assert!(store.remove_group_member(g.group_id, m2.user_id).await.unwrap());
+    assert!(!store.remove_group_member(g.group_id, m2.user_id).await.unwrap());
+    assert!(!store.is_member(&g.conversation_id, m2.user_id).await.unwrap());
+    let g = store.group(g.group_id).await.unwrap();
+    assert_eq!(g.members.len(), 3);
+    assert_eq!(role_of(&g, m1.user_id), Some(pb::GroupRole::Admin as i32));
+    assert_eq!(store.conversation(&g.conversation_id).await.unwrap().member_count, 3);
+
+    let peers: HashSet<i64> = store.peer_ids(m3.user_id).await.unwrap().into_iter().collect();
+    assert_eq!(peers, HashSet::from([owner.user_id, m1.user_id]));
+    // member ids page in ascending order
+    let first = store.member_ids(&g.conversation_id, 0, 2).await.unwrap();
+    let rest = store
+        .member_ids(&g.conversation_id, *first.last().unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(first.len() + rest.len(), 3);
+    assert!(first.iter().chain(rest.iter()).collect::<Vec<_>>().windows(2).all(|w| w[0] < w[1]));
+
+    assert_eq!(store.group(-1).await.unwrap_err().code, ErrorCode::GroupNotFound);
+    assert_eq!(
+        store
+            .add_group_members(g.group_id, &[-9], pb::GroupRole::Member)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::UserNotFound
+    );
+    assert_eq!(
+        store
+            .set_group_role(g.group_id, m2.user_id, pb::GroupRole::Admin)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::NotFound
+    );
+}
+
+pub async fn seq_is_strictly_increasing_and_idempotent(store: Arc<dyn Store>) {
+    let a = new_user(store.as_ref(), "sa").await;
+    let b = new_user(store.as_ref(), "sb").await;
+    let conv = store.single_conversation(a.user_id, b.user_id).await.unwrap();
+    let id = conv.conversation_id.as_str();
+    let temp1 = unique("t");
+    let first = append_one(store.as_ref(), text(id, &a, "one", &temp1)).await;
+    let m1 = first.message.unwrap();
+    assert!(!first.duplicate);
+    assert_eq!(m1.seq_id, 1);
+    assert_eq!(m1.sender_name, a.username);
+    assert!(m1.send_time_ms > 0);
+
+    // a batch: new, resend of temp1, duplicate inside the batch, unknown conversation
+    let temp2 = unique("t");
+    let out = store
+        .append(vec![
+            text(id, &b, "two", &temp2),
+            text(id, &a, "one again", &temp1),
+            text(id, &b, "two again", &temp2),
+            text(&unique("missing"), &a, "lost", ""),
+            text(id, &a, "three", ""),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 5);
+    assert_eq!(out[0].message.as_ref().unwrap().seq_id, 2);
+    assert!(out[1].duplicate);
+    assert_eq!(out[1].message.as_ref().unwrap(), &m1);
+    assert!(out[2].duplicate);
+    assert_eq!(out[2].message.as_ref().unwrap().message_id, out[0].message.as_ref().unwrap().message_id);
+    assert_eq!(out[3].error_code, "CONVERSATION_NOT_FOUND");
+    assert!(out[3].message.is_none());
+    assert_eq!(out[4].message.as_ref().unwrap().seq_id, 3);
+    assert_eq!(store.conversation(id).await.unwrap().last_seq, 3);
+    // the same temp id from another sender is a different message
+    let other = append_one(store.as_ref(), text(id, &b, "same key, other sender", &temp1)).await;
+    assert!(!other.duplicate);
+    assert_eq!(other.message.unwrap().seq_id, 4);
+    let page = store
+        .messages(pb::HistoryRequest {
+            conversation_id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = page.messages.iter().map(|m| m.seq_id).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    let ids: HashSet<i64> = page.messages.iter().map(|m| m.message_id).collect();
+    assert_eq!(ids.len(), 4);
+}
+
+pub async fn concurrent_appends_leave_no_gap(store: Arc<dyn Store>) {
+    let owner = new_user(store.as_ref(), "co").await;
+    let mut senders = vec![owner.clone()];
+    for i in 0..7 {
+        senders.push(new_user(store.as_ref(), &format!("c{i}")).await);
+    }
+    let g = store
+        .create_group(pb::CreateGroupRequest {
+            owner_id: owner.user_id,
+            group_name: "busy".into(),
+            avatar: String::new(),
+            member_ids: senders.iter().map(|u| u.user_id).collect(),
+        })
+        .await
+        .unwrap();
+    const PER_SENDER: usize = 40;
+    let mut tasks = Vec::new();
+    for s in senders.clone() {
+        let store = store.clone();
+        let conv = g.conversation_id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..PER_SENDER {
+                // alternate single appends and small batches
+                let batch: Vec<_> = (0..(i % 3 + 1))
+                    .map(|j| text(&conv, &s, "x", &format!("{}-{i}-{j}", s.user_id)))
+                    .collect();
+                for o in store.append(batch).await.unwrap() {
+                    assert!(!o.duplicate);
+                    seqs.push(o.message.unwrap().seq_id);
+                }
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let seqs = t.await.unwrap();
+        // each sender sees its own seqs increase
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        all.extend(seqs);
+    }
+    all.sort_unstable();
+    let n = all.len() as i64;
+    assert_eq!(all, (1..=n).collect::<Vec<_>>(), "gap or duplicate seq");
+    assert_eq!(store.conversation(&g.conversation_id).await.unwrap().last_seq, n);
+}
+
+pub async fn history_pages_both_ways(store: Arc<dyn Store>) {
+    let a = new_user(store.as_ref(), "ha").await;
+    let b = new_user(store.as_ref(), "hb").await;
+    let id = store
+        .single_conversation(a.user_id, b.user_id)
+        .await
+        .unwrap()
+        .conversation_id;
+    let batch: Vec<_> = (1..=25).map(|i| text(&id, &a, &format!("m{i}"), "")).collect();
+    store.append(batch).await.unwrap();
+    let get = |page, size, after_seq, before_seq| {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            store
+                .messages(pb::HistoryRequest {
+                    conversation_id: id,
+                    page,
+                    size,
+                    after_seq,
+                    before_seq,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let seqs = |p: &pb::HistoryPage| p.messages.iter().map(|m| m.seq_id).collect::<Vec<_>>();
+    let p1 = get(1, 10, 0, 0).await;
+    assert_eq!(seqs(&p1), (16..=25).collect::<Vec<_>>());
+    let pg = p1.pagination.unwrap();
+    assert_eq!((pg.total, pg.has_more), (25, true));
+    let p3 = get(3, 10, 0, 0).await;
+    assert_eq!(seqs(&p3), (1..=5).collect::<Vec<_>>());
+    assert!(!p3.pagination.unwrap().has_more);
+    assert!(get(4, 10, 0, 0).await.messages.is_empty());
+    assert_eq!(p3.messages[0].content, "m1");
+
+    let after = get(0, 10, 20, 0).await;
+    assert_eq!(seqs(&after), (21..=25).collect::<Vec<_>>());
+    assert!(!after.pagination.unwrap().has_more);
+    let after = get(0, 3, 5, 0).await;
+    assert_eq!(seqs(&after), vec![6, 7, 8]);
+    assert!(after.pagination.unwrap().has_more);
+    let before = get(0, 4, 0, 10).await;
+    assert_eq!(seqs(&before), vec![6, 7, 8, 9]);
+    assert!(before.pagination.unwrap().has_more);
+    let before = get(0, 50, 0, 3).await;
+    assert_eq!(seqs(&before), vec![1, 2]);
+    assert!(!before.pagination.unwrap().has_more);
+    assert_eq!(get(0, 0, 0, 0).await.messages.len(), 25);
+
+    let err = store
+        .messages(pb::HistoryRequest {
+            conversation_id: unique("nope"),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ConversationNotFound);
+    let err = store
+        .messages(pb::HistoryRequest {
+            conversation_id: id.clone(),
+            page: -1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument);
+}
+
+pub async fn unread_counts_follow_read_pointers(store: Arc<dyn Store>) {
+    let a = new_user(store.as_ref(), "ra").await;
+    let b = new_user(store.as_ref(), "rb").await;
+    let outsider = new_user(store.as_ref(), "rx").await;
+    let id = store
+        .single_conversation(a.user_id, b.user_id)
+        .await
+        .unwrap()
+        .conversation_id;
+    let unread = |user: i64| {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            store
+                .conversations(user)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|c| c.conversation_id == id)
+                .map(|c| c.unread_count)
+                .unwrap()
+        }
+    };
+    store
+        .append((0..5).map(|i| text(&id, &a, &format!("{i}"), "")).collect())
+        .await
+        .unwrap();
+    assert_eq!(unread(b.user_id).await, 5);
+    assert_eq!(unread(a.user_id).await, 0, "own messages are not unread");
+    let p = store.mark_read(b.user_id, &id, 3).await.unwrap();
+    assert_eq!((p.read_seq, p.last_seq), (3, 5));
+    assert_eq!(unread(b.user_id).await, 2);
+    // never backwards
+    assert_eq!(store.mark_read(b.user_id, &id, 1).await.unwrap().read_seq, 3);
+    assert_eq!(store.mark_read(b.user_id, &id, 0).await.unwrap().read_seq, 5);
+    assert_eq!(unread(b.user_id).await, 0);
+    // a pointer past the end stops at the last message
+    assert_eq!(store.mark_read(b.user_id, &id, 99).await.unwrap().read_seq, 5);
+    assert_eq!(
+        store.mark_read(outsider.user_id, &id, 0).await.unwrap_err().code,
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        store.mark_read(b.user_id, &unique("nope"), 0).await.unwrap_err().code,
+        ErrorCode::ConversationNotFound
+    );
+}
+
+pub async fn conversation_list_has_world_first_and_last_message(store: Arc<dyn Store>) {
+    let a = new_user(store.as_ref(), "la").await;
+    let b = new_user(store.as_ref(), "lb").await;
+    let c = new_user(store.as_ref(), "lc").await;
+    let s = store.single_conversation(a.user_id, b.user_id).await.unwrap();
+    let g = store
+        .create_group(pb::CreateGroupRequest {
+            owner_id: a.user_id,
+            group_name: "list".into(),
+            avatar: String::new(),
+            member_ids: vec![c.user_id],
+        })
+        .await
+        .unwrap();
+    store
+        .append(vec![text(&s.conversation_id, &b, "hello a", "")])
+        .await
+        .unwrap();
+    let list = store.conversations(a.user_id).await.unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0].conversation_id, WORLD_ID);
+    assert_eq!(list[0].r#type, pb::ConversationType::World as i32);
+    assert!(matches!(list[0].target, Some(pb::conversation_view::Target::World(_))));
+    let single = list.iter().find(|c| c.conversation_id == s.conversation_id).unwrap();
+    match &single.target {
+        Some(pb::conversation_view::Target::Peer(p)) => assert_eq!(p, &b),
+        other => panic!("single target {other:?}"),
+    }
+    let last = single.last_message.as_ref().unwrap();
+    assert_eq!((last.content.as_str(), last.sender_name.as_str()), ("hello a", b.username.as_str()));
+    assert_eq!(single.last_message_time_ms, last.send_time_ms);
+    assert_eq!(single.unread_count, 1);
+    let group = list.iter().find(|c| c.conversation_id == g.conversation_id).unwrap();
+    match &group.target {
+        Some(pb::conversation_view::Target::Group(t)) => {
+            assert_eq!((t.group_id, t.group_name.as_str(), t.member_count), (g.group_id, "list", 2))
+        }
+        other => panic!("group target {other:?}"),
+    }
+    assert!(group.last_message.is_none());
+    // the conversation with the newest message comes right after the world room
+    assert_eq!(list[1].conversation_id, s.conversation_id);
+    // world history before a user joined is not unread for them
+    assert_eq!(list[0].unread_count, 0);
+}
