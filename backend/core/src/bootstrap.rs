@@ -74,7 +74,10 @@ pub fn init_logging() {
 }
 
 /// The backend's tokio runtime, sized by `[runtime] worker_threads` (0 = one per CPU).
-pub fn build_runtime(config: &Config, thread_name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+pub fn build_runtime(
+    config: &Config,
+    thread_name: &str,
+) -> std::io::Result<tokio::runtime::Runtime> {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     if config.runtime.worker_threads > 0 {
         b.worker_threads(config.runtime.worker_threads);

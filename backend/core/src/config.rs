@@ -332,23 +332,47 @@ impl Config {
             "node.id",
             "must be non-empty and use only [A-Za-z0-9._-] (it is part of topic names)",
         )?;
-        check(self.node.worker_id < 1024, "node.worker_id", "must be < 1024")?;
+        check(
+            self.node.worker_id < 1024,
+            "node.worker_id",
+            "must be < 1024",
+        )?;
         check(
             self.auth.jwt_secret.expose().len() >= 16,
             "auth.jwt_secret",
             "must be at least 16 bytes",
         )?;
-        check(self.auth.token_ttl_secs > 0, "auth.token_ttl_secs", "must be > 0")?;
+        check(
+            self.auth.token_ttl_secs > 0,
+            "auth.token_ttl_secs",
+            "must be > 0",
+        )?;
         check(
             self.auth.argon2_memory_kib >= 8 && self.auth.argon2_iterations >= 1,
             "auth.argon2_memory_kib",
             "argon2 needs at least 8 KiB and 1 iteration",
         )?;
-        check(self.store.max_connections > 0, "store.max_connections", "must be > 0")?;
+        check(
+            self.store.max_connections > 0,
+            "store.max_connections",
+            "must be > 0",
+        )?;
         check(self.bus.partitions > 0, "bus.partitions", "must be > 0")?;
-        check(self.bus.partition_capacity > 0, "bus.partition_capacity", "must be > 0")?;
-        check(self.cache.presence_ttl_secs > 0, "cache.presence_ttl_secs", "must be > 0")?;
-        check(self.cache.session_ttl_secs > 0, "cache.session_ttl_secs", "must be > 0")?;
+        check(
+            self.bus.partition_capacity > 0,
+            "bus.partition_capacity",
+            "must be > 0",
+        )?;
+        check(
+            self.cache.presence_ttl_secs > 0,
+            "cache.presence_ttl_secs",
+            "must be > 0",
+        )?;
+        check(
+            self.cache.session_ttl_secs > 0,
+            "cache.session_ttl_secs",
+            "must be > 0",
+        )?;
         check(
             self.logic.max_content_bytes > 0,
             "logic.max_content_bytes",
@@ -359,8 +383,16 @@ impl Config {
             "logic.upstream_consumers",
             "must be > 0",
         )?;
-        check(self.logic.append_batch > 0, "logic.append_batch", "must be > 0")?;
-        check(self.task.fanout_batch > 0, "task.fanout_batch", "must be > 0")?;
+        check(
+            self.logic.append_batch > 0,
+            "logic.append_batch",
+            "must be > 0",
+        )?;
+        check(
+            self.task.fanout_batch > 0,
+            "task.fanout_batch",
+            "must be > 0",
+        )?;
         check(
             matches!(self.task.notifier.as_str(), "log" | "webhook"),
             "task.notifier",
@@ -392,7 +424,11 @@ fn env_value(raw: &str) -> toml::Value {
     toml::Value::String(raw.to_string())
 }
 
-fn set_path(root: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), ConfigError> {
+fn set_path(
+    root: &mut toml::Table,
+    path: &[String],
+    value: toml::Value,
+) -> Result<(), ConfigError> {
     let (last, parents) = path.split_last().expect("path has at least two segments");
     let mut table = root;
     for seg in parents {
@@ -400,7 +436,10 @@ fn set_path(root: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
             .entry(seg.clone())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         table = entry.as_table_mut().ok_or_else(|| {
-            ConfigError::Parse(format!("override of {} crosses a non-table value", path.join(".")))
+            ConfigError::Parse(format!(
+                "override of {} crosses a non-table value",
+                path.join(".")
+            ))
         })?;
     }
     table.insert(last.clone(), value);

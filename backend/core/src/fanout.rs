@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use pb::downstream_batch::Body;
 use prost::Message as _;
 use ringchat_proto as pb;
-use pb::downstream_batch::Body;
 
 use crate::error::Result;
 use crate::ports::{Bus, Cache};

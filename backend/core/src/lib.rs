@@ -11,6 +11,7 @@ pub mod fanout;
 pub mod ids;
 pub mod model;
 pub mod ports;
+pub mod shutdown;
 pub mod wiring;
 
 #[cfg(any(test, feature = "testkit"))]

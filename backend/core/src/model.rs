@@ -7,6 +7,13 @@ use crate::error::{Error, Result};
 
 /// The world room's conversation id: every user reads and writes it.
 pub const WORLD_ID: &str = "world";
+/// The service name gateways register under in discovery.
+pub const GATEWAY_SERVICE: &str = "im-gateway";
+/// Consumer groups of the bus topics.
+pub const LOGIC_GROUP: &str = "im-logic";
+pub const TASK_GROUP: &str = "im-task";
+/// Longest client idempotency key accepted.
+pub const MAX_TEMP_ID_LEN: usize = 128;
 /// History page size when the client does not ask for one, and the largest it may ask for.
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 200;
@@ -63,18 +70,37 @@ pub fn message_type_name(t: i32) -> &'static str {
 pub struct HistoryQuery {
     pub page: i64,
     pub size: i64,
-    pub after_seq: i64,
-    pub before_seq: i64,
+    pub cursor: Cursor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// Page `page` counted from the newest message.
+    Page,
+    /// Messages with seq > n, oldest first (n = 0: from the first message): sync.
+    After(i64),
+    /// Messages with seq < n, the newest `size` of them: scrolling back.
+    Before(i64),
 }
 
 impl HistoryQuery {
     pub fn from_request(req: &pb::HistoryRequest) -> Result<Self> {
-        if req.page < 0 || req.size < 0 || req.after_seq < 0 || req.before_seq < 0 {
-            return Err(Error::invalid("page, size and cursors must not be negative"));
+        if req.page < 0 || req.size < 0 {
+            return Err(Error::invalid("page and size must not be negative"));
         }
-        if req.after_seq > 0 && req.before_seq > 0 {
-            return Err(Error::invalid("give afterSeq or beforeSeq, not both"));
-        }
+        let cursor = match (req.after_seq, req.before_seq) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid("give afterSeq or beforeSeq, not both"))
+            }
+            (Some(a), None) if a >= 0 => Cursor::After(a),
+            (None, Some(b)) if b >= 0 => Cursor::Before(b),
+            (None, None) => Cursor::Page,
+            _ => {
+                return Err(Error::invalid(
+                    "afterSeq and beforeSeq must not be negative",
+                ))
+            }
+        };
         let size = if req.size == 0 {
             DEFAULT_PAGE_SIZE
         } else {
@@ -83,37 +109,35 @@ impl HistoryQuery {
         Ok(HistoryQuery {
             page: req.page.max(1),
             size,
-            after_seq: req.after_seq,
-            before_seq: req.before_seq,
+            cursor,
         })
     }
 
     /// The inclusive seq range to read, and whether to read it newest first. The caller
     /// reads at most `size + 1` rows in that order, then calls [`HistoryQuery::finish`].
     pub fn seq_window(&self, last_seq: i64) -> (i64, i64, bool) {
-        if self.after_seq > 0 {
-            (self.after_seq + 1, i64::MAX, false)
-        } else if self.before_seq > 0 {
-            (1, self.before_seq - 1, true)
-        } else {
-            let hi = last_seq - (self.page - 1) * self.size;
-            let lo = (hi - self.size + 1).max(1);
-            (lo, hi, false)
+        match self.cursor {
+            Cursor::After(a) => (a + 1, i64::MAX, false),
+            Cursor::Before(b) => (1, b - 1, true),
+            Cursor::Page => {
+                let hi = last_seq - (self.page - 1) * self.size;
+                let lo = (hi - self.size + 1).max(1);
+                (lo, hi, false)
+            }
         }
     }
 
     /// Trims the extra row, orders oldest first and builds the pagination.
     pub fn finish(&self, rows: &mut Vec<pb::ChatMessage>, last_seq: i64) -> pb::HistoryPage {
-        let cursor = self.after_seq > 0 || self.before_seq > 0;
-        let has_more = if cursor {
-            let more = rows.len() as i64 > self.size;
-            rows.truncate(self.size as usize);
-            more
-        } else {
-            let hi = last_seq - (self.page - 1) * self.size;
-            hi - self.size >= 1
+        let has_more = match self.cursor {
+            Cursor::Page => last_seq - (self.page - 1) * self.size - self.size >= 1,
+            Cursor::After(_) | Cursor::Before(_) => {
+                let more = rows.len() as i64 > self.size;
+                rows.truncate(self.size as usize);
+                more
+            }
         };
-        if self.before_seq > 0 {
+        if matches!(self.cursor, Cursor::Before(_)) {
             rows.reverse();
         }
         pb::HistoryPage {
@@ -135,7 +159,10 @@ mod tests {
     #[test]
     fn message_types_by_name_and_number() {
         assert_eq!(parse_message_type_name("text"), Some(pb::MessageType::Text));
-        assert_eq!(parse_message_type_name("VIDEO"), Some(pb::MessageType::Video));
+        assert_eq!(
+            parse_message_type_name("VIDEO"),
+            Some(pb::MessageType::Video)
+        );
         assert_eq!(parse_message_type_name("5"), Some(pb::MessageType::Voice));
         assert_eq!(parse_message_type_name("7"), None);
         assert_eq!(parse_message_type_name("gif"), None);
@@ -159,10 +186,16 @@ mod tests {
         .unwrap();
         assert_eq!(q.size, MAX_PAGE_SIZE);
         assert!(HistoryQuery::from_request(&pb::HistoryRequest {
-            after_seq: 1,
-            before_seq: 5,
+            after_seq: Some(1),
+            before_seq: Some(5),
             ..Default::default()
         })
         .is_err());
+        let sync = HistoryQuery::from_request(&pb::HistoryRequest {
+            after_seq: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(sync.seq_window(9), (1, i64::MAX, false));
     }
 }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapters::{LogNotifier, MemoryBus, MemoryCache, SqliteStore, StaticDiscovery, WebhookNotifier};
+use crate::adapters::{
+    LogNotifier, MemoryBus, MemoryCache, SqliteStore, StaticDiscovery, WebhookNotifier,
+};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ports::{Bus, Cache, Discovery, Notifier, Store};
@@ -39,19 +41,72 @@ impl Ports {
                 config.store.url
             )));
         }
-        let store = SqliteStore::connect(
-            &config.store.url,
-            config.store.max_connections,
-            config.node.worker_id,
-        )
-        .await?;
         Ok(Ports {
-            bus: Arc::new(MemoryBus::new(config.bus.partitions, config.bus.partition_capacity)),
-            store: Arc::new(store),
+            bus: Arc::new(MemoryBus::new(
+                config.bus.partitions,
+                config.bus.partition_capacity,
+            )),
+            store: store_from_config(config).await?,
             cache: Arc::new(MemoryCache::new()),
             discovery: Arc::new(StaticDiscovery::new(&config.discovery.services)),
             notifier: notifier(config)?,
         })
+    }
+}
+
+/// Picks the adapter of each port by its URL scheme. The embedded adapters are built in;
+/// the real engines (`kafka://`, `mysql://`, `redis://`, `etcd://`) are refused with a
+/// clear error until their adapters exist.
+pub async fn ports_from_config(config: &Config, store: Option<Arc<dyn Store>>) -> Result<Ports> {
+    fn unsupported(key: &str, url: &str) -> Error {
+        Error::invalid(format!(
+            "{key} = {url:?}: this build has no adapter for that engine yet (supported: the embedded ones)"
+        ))
+    }
+    let bus: Arc<dyn Bus> = match config.bus.url.as_str() {
+        "memory://" => Arc::new(MemoryBus::new(
+            config.bus.partitions,
+            config.bus.partition_capacity,
+        )),
+        other => return Err(unsupported("bus.url", other)),
+    };
+    let cache: Arc<dyn Cache> = match config.cache.url.as_str() {
+        "memory://" => Arc::new(MemoryCache::new()),
+        other => return Err(unsupported("cache.url", other)),
+    };
+    let discovery: Arc<dyn Discovery> = match config.discovery.url.as_str() {
+        "static://" => Arc::new(StaticDiscovery::new(&config.discovery.services)),
+        other => return Err(unsupported("discovery.url", other)),
+    };
+    let store = match store {
+        Some(s) => s,
+        None => store_from_config(config).await?,
+    };
+    Ok(Ports {
+        bus,
+        store,
+        cache,
+        discovery,
+        notifier: notifier(config)?,
+    })
+}
+
+/// The store adapter chosen by `[store] url`.
+pub async fn store_from_config(config: &Config) -> Result<Arc<dyn Store>> {
+    if config.store.url.starts_with("sqlite:") {
+        Ok(Arc::new(
+            SqliteStore::connect(
+                &config.store.url,
+                config.store.max_connections,
+                config.node.worker_id,
+            )
+            .await?,
+        ))
+    } else {
+        Err(Error::invalid(format!(
+            "store.url = {:?}: this build has no adapter for that engine yet (supported: sqlite:)",
+            config.store.url
+        )))
     }
 }
 

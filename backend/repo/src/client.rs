@@ -1,10 +1,10 @@
 //! [`GrpcStore`]: the [`Store`] port implemented by calls to a remote im-repo.
 
 use async_trait::async_trait;
+use pb::repo_client::RepoClient;
 use ringchat_core::ports::Store;
 use ringchat_core::{Error, Result};
 use ringchat_proto as pb;
-use pb::repo_client::RepoClient;
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Clone)]
@@ -83,7 +83,11 @@ impl Store for GrpcStore {
     async fn friends(&self, user_id: i64) -> Result<Vec<pb::User>> {
         unwrap(self.c().list_friends(pb::UserIdRequest { user_id }).await).map(|l| l.users)
     }
-    async fn single_conversation(&self, user_id: i64, other_user_id: i64) -> Result<pb::ConversationMeta> {
+    async fn single_conversation(
+        &self,
+        user_id: i64,
+        other_user_id: i64,
+    ) -> Result<pb::ConversationMeta> {
         unwrap(
             self.c()
                 .single_conversation(pb::UserPairRequest {
@@ -99,7 +103,12 @@ impl Store for GrpcStore {
     async fn group(&self, group_id: i64) -> Result<pb::Group> {
         unwrap(self.c().get_group(pb::GroupIdRequest { group_id }).await)
     }
-    async fn add_group_members(&self, group_id: i64, user_ids: &[i64], role: pb::GroupRole) -> Result<Vec<i64>> {
+    async fn add_group_members(
+        &self,
+        group_id: i64,
+        user_ids: &[i64],
+        role: pb::GroupRole,
+    ) -> Result<Vec<i64>> {
         unwrap(
             self.c()
                 .add_group_members(pb::GroupMembersRequest {
@@ -151,7 +160,12 @@ impl Store for GrpcStore {
         )
         .map(|m| m.member)
     }
-    async fn member_ids(&self, conversation_id: &str, after_user_id: i64, limit: i64) -> Result<Vec<i64>> {
+    async fn member_ids(
+        &self,
+        conversation_id: &str,
+        after_user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>> {
         unwrap(
             self.c()
                 .list_member_ids(pb::MemberPageRequest {
@@ -164,8 +178,12 @@ impl Store for GrpcStore {
         .map(|l| l.user_ids)
     }
     async fn conversations(&self, user_id: i64) -> Result<Vec<pb::ConversationView>> {
-        unwrap(self.c().list_conversations(pb::UserIdRequest { user_id }).await)
-            .map(|l| l.conversations)
+        unwrap(
+            self.c()
+                .list_conversations(pb::UserIdRequest { user_id })
+                .await,
+        )
+        .map(|l| l.conversations)
     }
     async fn append(&self, messages: Vec<pb::MessageDraft>) -> Result<Vec<pb::AppendOutcome>> {
         unwrap(self.c().append(pb::AppendRequest { messages }).await).map(|r| r.outcomes)
@@ -173,7 +191,12 @@ impl Store for GrpcStore {
     async fn messages(&self, req: pb::HistoryRequest) -> Result<pb::HistoryPage> {
         unwrap(self.c().get_messages(req).await)
     }
-    async fn mark_read(&self, user_id: i64, conversation_id: &str, seq_id: i64) -> Result<pb::ReadPointer> {
+    async fn mark_read(
+        &self,
+        user_id: i64,
+        conversation_id: &str,
+        seq_id: i64,
+    ) -> Result<pb::ReadPointer> {
         unwrap(
             self.c()
                 .mark_read(pb::MarkReadRequest {

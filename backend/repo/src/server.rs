@@ -4,9 +4,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use pb::repo_server::{Repo, RepoServer};
 use ringchat_core::ports::Store;
 use ringchat_proto as pb;
-use pb::repo_server::{Repo, RepoServer};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
@@ -85,9 +85,15 @@ impl Repo for RepoService {
             .await
             .map(|users| pb::UserList { users }))
     }
-    async fn single_conversation(&self, r: Request<pb::UserPairRequest>) -> R<pb::ConversationMeta> {
+    async fn single_conversation(
+        &self,
+        r: Request<pb::UserPairRequest>,
+    ) -> R<pb::ConversationMeta> {
         let r = r.into_inner();
-        ok(self.store.single_conversation(r.user_id, r.other_user_id).await)
+        ok(self
+            .store
+            .single_conversation(r.user_id, r.other_user_id)
+            .await)
     }
     async fn create_group(&self, r: Request<pb::CreateGroupRequest>) -> R<pb::Group> {
         ok(self.store.create_group(r.into_inner()).await)
@@ -121,8 +127,14 @@ impl Repo for RepoService {
             .await
             .map(|()| pb::Empty {}))
     }
-    async fn get_conversation(&self, r: Request<pb::ConversationIdRequest>) -> R<pb::ConversationMeta> {
-        ok(self.store.conversation(&r.into_inner().conversation_id).await)
+    async fn get_conversation(
+        &self,
+        r: Request<pb::ConversationIdRequest>,
+    ) -> R<pb::ConversationMeta> {
+        ok(self
+            .store
+            .conversation(&r.into_inner().conversation_id)
+            .await)
     }
     async fn is_member(&self, r: Request<pb::MemberRequest>) -> R<pb::Membership> {
         let r = r.into_inner();
@@ -159,7 +171,10 @@ impl Repo for RepoService {
     }
     async fn mark_read(&self, r: Request<pb::MarkReadRequest>) -> R<pb::ReadPointer> {
         let r = r.into_inner();
-        ok(self.store.mark_read(r.user_id, &r.conversation_id, r.seq_id).await)
+        ok(self
+            .store
+            .mark_read(r.user_id, &r.conversation_id, r.seq_id)
+            .await)
     }
     async fn list_peer_ids(&self, r: Request<pb::UserIdRequest>) -> R<pb::UserIdList> {
         ok(self

@@ -258,8 +258,14 @@ impl MemorySubscription {
         }
         self.generation = st.generation;
         let n = st.members.len();
-        let idx = st.members.iter().position(|m| *m == self.member).unwrap_or(0);
-        self.assigned = (0..self.topic.parts.len()).filter(|p| p % n == idx).collect();
+        let idx = st
+            .members
+            .iter()
+            .position(|m| *m == self.member)
+            .unwrap_or(0);
+        self.assigned = (0..self.topic.parts.len())
+            .filter(|p| p % n == idx)
+            .collect();
         self.positions = self
             .assigned
             .iter()
@@ -356,5 +362,91 @@ impl Drop for MemorySubscription {
             self.topic.trim(p);
         }
         self.topic.space.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[tokio::test]
+    async fn members_of_a_group_split_the_partitions() {
+        let bus = MemoryBus::new(4, 1024);
+        let mut a = bus.subscribe("t", "g").await.unwrap();
+        let mut b = bus.subscribe("t", "g").await.unwrap();
+        for i in 0..100u32 {
+            bus.publish(
+                "t",
+                format!("key-{i}").as_bytes(),
+                Bytes::from(i.to_string()),
+            )
+            .await
+            .unwrap();
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut parts_a = std::collections::HashSet::new();
+        let mut parts_b = std::collections::HashSet::new();
+        while seen.len() < 100 {
+            for (sub, parts) in [(&mut a, &mut parts_a), (&mut b, &mut parts_b)] {
+                if let Ok(Ok(batch)) =
+                    tokio::time::timeout(Duration::from_millis(1), sub.next_batch(100)).await
+                {
+                    for r in batch {
+                        assert!(
+                            seen.insert(r.payload.clone()),
+                            "delivered twice in one group"
+                        );
+                        parts.insert(r.partition);
+                    }
+                }
+            }
+        }
+        assert!(parts_a.is_disjoint(&parts_b));
+        assert_eq!(parts_a.len() + parts_b.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_full_partition_pushes_back_and_frees_on_commit() {
+        let bus = MemoryBus::with_timeout(1, 2, Duration::from_millis(50));
+        let mut sub = bus.subscribe("t", "g").await.unwrap();
+        bus.publish("t", b"k", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        bus.publish("t", b"k", Bytes::from_static(b"2"))
+            .await
+            .unwrap();
+        let err = bus
+            .publish("t", b"k", Bytes::from_static(b"3"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unavailable);
+        let batch = sub.next_batch(10).await.unwrap();
+        assert_eq!(batch.len(), 2);
+        sub.commit(&batch).await.unwrap();
+        bus.publish("t", b"k", Bytes::from_static(b"3"))
+            .await
+            .unwrap();
+        assert_eq!(
+            sub.next_batch(10).await.unwrap()[0].payload,
+            Bytes::from_static(b"3")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_topic_nobody_reads_keeps_only_the_newest_records() {
+        let bus = MemoryBus::with_timeout(1, 3, Duration::from_millis(50));
+        for i in 0..10u8 {
+            bus.publish("t", b"k", Bytes::from(vec![i])).await.unwrap();
+        }
+        let mut sub = bus.subscribe("t", "late").await.unwrap();
+        let got: Vec<u8> = sub
+            .next_batch(10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.payload[0])
+            .collect();
+        assert_eq!(got, vec![7, 8, 9]);
     }
 }

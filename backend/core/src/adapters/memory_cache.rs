@@ -88,7 +88,12 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
-    async fn presence_add(&self, user_id: i64, endpoint: &Endpoint, ttl: Duration) -> Result<usize> {
+    async fn presence_add(
+        &self,
+        user_id: i64,
+        endpoint: &Endpoint,
+        ttl: Duration,
+    ) -> Result<usize> {
         let now = Instant::now();
         let mut st = self.inner.lock().expect("cache lock");
         st.presence
@@ -108,7 +113,12 @@ impl Cache for MemoryCache {
         Ok(st.live_count(user_id, now))
     }
 
-    async fn presence_refresh(&self, gateway_id: &str, entries: &[(i64, u64)], ttl: Duration) -> Result<()> {
+    async fn presence_refresh(
+        &self,
+        gateway_id: &str,
+        entries: &[(i64, u64)],
+        ttl: Duration,
+    ) -> Result<()> {
         let now = Instant::now();
         let mut st = self.inner.lock().expect("cache lock");
         for (user_id, conn_id) in entries {

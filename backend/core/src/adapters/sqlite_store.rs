@@ -177,7 +177,11 @@ fn message_from_row(row: &SqliteRow) -> pb::ChatMessage {
         message_id: row.get("message_id"),
         conversation_id: row.get("conversation_id"),
         sender_id: row.get("sender_id"),
-        sender_name: row.try_get::<Option<String>, _>("sender_name").ok().flatten().unwrap_or_default(),
+        sender_name: row
+            .try_get::<Option<String>, _>("sender_name")
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
         content: row.get("content"),
         r#type: row.get("type"),
         send_time_ms: row.get("send_time"),
@@ -186,7 +190,8 @@ fn message_from_row(row: &SqliteRow) -> pb::ChatMessage {
     }
 }
 
-const MESSAGE_COLUMNS: &str = "m.message_id, m.conversation_id, m.sender_id, u.username AS sender_name, \
+const MESSAGE_COLUMNS: &str =
+    "m.message_id, m.conversation_id, m.sender_id, u.username AS sender_name, \
      m.content, m.type, m.send_time, m.seq, m.temp_id";
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -263,11 +268,12 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_name(&self, username: &str) -> Result<pb::User> {
-        let row = sqlx::query("SELECT id, username, avatar, is_guest FROM users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or_else(|| Error::user_not_found(username))?;
+        let row =
+            sqlx::query("SELECT id, username, avatar, is_guest FROM users WHERE username = ?")
+                .bind(username)
+                .fetch_optional(&self.reader)
+                .await?
+                .ok_or_else(|| Error::user_not_found(username))?;
         Ok(user_from_row(&row))
     }
 
@@ -275,8 +281,9 @@ impl Store for SqliteStore {
         if user_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut qb =
-            QueryBuilder::<Sqlite>::new("SELECT id, username, avatar, is_guest FROM users WHERE id IN (");
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT id, username, avatar, is_guest FROM users WHERE id IN (",
+        );
         let mut sep = qb.separated(", ");
         for id in user_ids {
             sep.push_bind(*id);
@@ -291,7 +298,10 @@ impl Store for SqliteStore {
             return Err(Error::invalid("cannot befriend yourself"));
         }
         let mut tx = self.writer.begin().await?;
-        if let Some(missing) = self.missing_users(&mut *tx, &[user_id, other_user_id]).await? {
+        if let Some(missing) = self
+            .missing_users(&mut *tx, &[user_id, other_user_id])
+            .await?
+        {
             return Err(Error::user_not_found(missing));
         }
         let now = now_ms();
@@ -321,12 +331,19 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(user_from_row).collect())
     }
 
-    async fn single_conversation(&self, user_id: i64, other_user_id: i64) -> Result<pb::ConversationMeta> {
+    async fn single_conversation(
+        &self,
+        user_id: i64,
+        other_user_id: i64,
+    ) -> Result<pb::ConversationMeta> {
         if user_id == other_user_id {
             return Err(Error::invalid("cannot open a conversation with yourself"));
         }
         let mut tx = self.writer.begin().await?;
-        if let Some(missing) = self.missing_users(&mut *tx, &[user_id, other_user_id]).await? {
+        if let Some(missing) = self
+            .missing_users(&mut *tx, &[user_id, other_user_id])
+            .await?
+        {
             return Err(Error::user_not_found(missing));
         }
         let id = ensure_single(&mut tx, user_id, other_user_id, now_ms()).await?;
@@ -368,12 +385,14 @@ impl Store for SqliteStore {
             .bind(group_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO conversations (id, type, group_id, created_at) VALUES (?, 2, ?, ?)")
-            .bind(&conv)
-            .bind(group_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO conversations (id, type, group_id, created_at) VALUES (?, 2, ?, ?)",
+        )
+        .bind(&conv)
+        .bind(group_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         for (user, role) in std::iter::once((req.owner_id, pb::GroupRole::Owner))
             .chain(members.iter().map(|m| (*m, pb::GroupRole::Member)))
         {
@@ -398,11 +417,13 @@ impl Store for SqliteStore {
     }
 
     async fn group(&self, group_id: i64) -> Result<pb::Group> {
-        let g = sqlx::query("SELECT id, name, avatar, owner_id, conversation_id FROM chat_groups WHERE id = ?")
-            .bind(group_id)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or_else(|| Error::group_not_found(group_id))?;
+        let g = sqlx::query(
+            "SELECT id, name, avatar, owner_id, conversation_id FROM chat_groups WHERE id = ?",
+        )
+        .bind(group_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or_else(|| Error::group_not_found(group_id))?;
         let members = sqlx::query(
             "SELECT gm.user_id, u.username, u.avatar, gm.role FROM group_members gm \
              JOIN users u ON u.id = gm.user_id WHERE gm.group_id = ? ORDER BY gm.role DESC, gm.user_id",
@@ -428,13 +449,19 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn add_group_members(&self, group_id: i64, user_ids: &[i64], role: pb::GroupRole) -> Result<Vec<i64>> {
+    async fn add_group_members(
+        &self,
+        group_id: i64,
+        user_ids: &[i64],
+        role: pb::GroupRole,
+    ) -> Result<Vec<i64>> {
         let mut tx = self.writer.begin().await?;
-        let conv: String = sqlx::query_scalar("SELECT conversation_id FROM chat_groups WHERE id = ?")
-            .bind(group_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| Error::group_not_found(group_id))?;
+        let conv: String =
+            sqlx::query_scalar("SELECT conversation_id FROM chat_groups WHERE id = ?")
+                .bind(group_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| Error::group_not_found(group_id))?;
         if let Some(missing) = self.missing_users(&mut *tx, user_ids).await? {
             return Err(Error::user_not_found(missing));
         }
@@ -478,11 +505,12 @@ impl Store for SqliteStore {
 
     async fn remove_group_member(&self, group_id: i64, user_id: i64) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
-        let conv: String = sqlx::query_scalar("SELECT conversation_id FROM chat_groups WHERE id = ?")
-            .bind(group_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| Error::group_not_found(group_id))?;
+        let conv: String =
+            sqlx::query_scalar("SELECT conversation_id FROM chat_groups WHERE id = ?")
+                .bind(group_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| Error::group_not_found(group_id))?;
         let r = sqlx::query("DELETE FROM group_members WHERE group_id = ? AND user_id = ?")
             .bind(group_id)
             .bind(user_id)
@@ -490,11 +518,13 @@ impl Store for SqliteStore {
             .await?;
         let removed = r.rows_affected() == 1;
         if removed {
-            sqlx::query("DELETE FROM conversation_members WHERE conversation_id = ? AND user_id = ?")
-                .bind(&conv)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "DELETE FROM conversation_members WHERE conversation_id = ? AND user_id = ?",
+            )
+            .bind(&conv)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("UPDATE chat_groups SET member_count = member_count - 1 WHERE id = ?")
                 .bind(group_id)
                 .execute(&mut *tx)
@@ -535,7 +565,12 @@ impl Store for SqliteStore {
         Ok(found.is_some())
     }
 
-    async fn member_ids(&self, conversation_id: &str, after_user_id: i64, limit: i64) -> Result<Vec<i64>> {
+    async fn member_ids(
+        &self,
+        conversation_id: &str,
+        after_user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT user_id FROM conversation_members WHERE conversation_id = ? AND user_id > ? \
              ORDER BY user_id LIMIT ?",
@@ -609,7 +644,10 @@ impl Store for SqliteStore {
                 1 => {
                     let (a, b): (i64, i64) = (r.get("user_a"), r.get("user_b"));
                     let peer = if a == user_id { b } else { a };
-                    peers.get(&peer).cloned().map(pb::conversation_view::Target::Peer)
+                    peers
+                        .get(&peer)
+                        .cloned()
+                        .map(pb::conversation_view::Target::Peer)
                 }
                 2 => groups
                     .get(&r.get::<i64, _>("group_id"))
@@ -757,14 +795,23 @@ impl Store for SqliteStore {
         Ok(q.finish(&mut messages, last_seq))
     }
 
-    async fn mark_read(&self, user_id: i64, conversation_id: &str, seq_id: i64) -> Result<pb::ReadPointer> {
+    async fn mark_read(
+        &self,
+        user_id: i64,
+        conversation_id: &str,
+        seq_id: i64,
+    ) -> Result<pb::ReadPointer> {
         let mut tx = self.writer.begin().await?;
         let last_seq: i64 = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = ?")
             .bind(conversation_id)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| Error::conversation_not_found(conversation_id))?;
-        let target = if seq_id <= 0 || seq_id > last_seq { last_seq } else { seq_id };
+        let target = if seq_id <= 0 || seq_id > last_seq {
+            last_seq
+        } else {
+            seq_id
+        };
         let read_seq: Option<i64> = sqlx::query_scalar(
             "UPDATE conversation_members SET read_seq = MAX(read_seq, ?) \
              WHERE conversation_id = ? AND user_id = ? RETURNING read_seq",
@@ -776,7 +823,9 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         let read_seq = read_seq.ok_or_else(|| {
-            Error::forbidden(format!("user {user_id} is not a member of {conversation_id}"))
+            Error::forbidden(format!(
+                "user {user_id} is not a member of {conversation_id}"
+            ))
         })?;
         Ok(pb::ReadPointer { read_seq, last_seq })
     }

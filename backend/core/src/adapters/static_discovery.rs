@@ -75,7 +75,13 @@ impl Discovery for StaticDiscovery {
     }
 
     async fn config(&self, key: &str) -> Result<Option<String>> {
-        Ok(self.inner.lock().expect("discovery lock").config.get(key).cloned())
+        Ok(self
+            .inner
+            .lock()
+            .expect("discovery lock")
+            .config
+            .get(key)
+            .cloned())
     }
 
     async fn set_config(&self, key: &str, value: &str) -> Result<()> {

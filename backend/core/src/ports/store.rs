@@ -49,8 +49,7 @@ pub trait Store: Send + Sync + 'static {
         role: pb::GroupRole,
     ) -> Result<Vec<i64>>;
     async fn remove_group_member(&self, group_id: i64, user_id: i64) -> Result<bool>;
-    async fn set_group_role(&self, group_id: i64, user_id: i64, role: pb::GroupRole)
-        -> Result<()>;
+    async fn set_group_role(&self, group_id: i64, user_id: i64, role: pb::GroupRole) -> Result<()>;
 
     /// `CONVERSATION_NOT_FOUND` if missing.
     async fn conversation(&self, conversation_id: &str) -> Result<pb::ConversationMeta>;

@@ -34,7 +34,9 @@ pub async fn keyed_records_keep_their_order(bus: Arc<dyn Bus>) {
     let keys = ["alpha", "beta", "gamma", "delta"];
     for i in 0..60 {
         for k in keys {
-            bus.publish(&topic, k.as_bytes(), payload(k, i)).await.unwrap();
+            bus.publish(&topic, k.as_bytes(), payload(k, i))
+                .await
+                .unwrap();
         }
     }
     let mut sub = bus.subscribe(&topic, &unique("g")).await.unwrap();
@@ -43,7 +45,11 @@ pub async fn keyed_records_keep_their_order(bus: Arc<dyn Bus>) {
     for r in &records {
         let next = seen.entry(r.key.to_vec()).or_insert(0);
         let key = std::str::from_utf8(&r.key).unwrap();
-        assert_eq!(r.payload, payload(key, *next), "records of key {key} out of order");
+        assert_eq!(
+            r.payload,
+            payload(key, *next),
+            "records of key {key} out of order"
+        );
         *next += 1;
     }
     assert!(seen.values().all(|n| *n == 60));
@@ -96,7 +102,9 @@ pub async fn a_waiting_subscriber_wakes_on_publish(bus: Arc<dyn Bus>) {
     let reader = tokio::spawn(async move { read_n(sub.as_mut(), 1).await });
     // the reader is (very likely) parked in next_batch by now; either way it must get it
     tokio::task::yield_now().await;
-    bus.publish(&topic, b"k", Bytes::from_static(b"hello")).await.unwrap();
+    bus.publish(&topic, b"k", Bytes::from_static(b"hello"))
+        .await
+        .unwrap();
     let got = reader.await.unwrap();
     assert_eq!(got[0].payload, Bytes::from_static(b"hello"));
 }

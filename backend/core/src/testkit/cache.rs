@@ -25,10 +25,22 @@ fn user() -> i64 {
 pub async fn values_expire(cache: Arc<dyn Cache>) {
     let k = unique("conf-key");
     assert_eq!(cache.get(&k).await.unwrap(), None);
-    cache.set(&k, Bytes::from_static(b"v1"), LONG).await.unwrap();
-    assert_eq!(cache.get(&k).await.unwrap(), Some(Bytes::from_static(b"v1")));
-    cache.set(&k, Bytes::from_static(b"v2"), LONG).await.unwrap();
-    assert_eq!(cache.get(&k).await.unwrap(), Some(Bytes::from_static(b"v2")));
+    cache
+        .set(&k, Bytes::from_static(b"v1"), LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get(&k).await.unwrap(),
+        Some(Bytes::from_static(b"v1"))
+    );
+    cache
+        .set(&k, Bytes::from_static(b"v2"), LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get(&k).await.unwrap(),
+        Some(Bytes::from_static(b"v2"))
+    );
     cache.delete(&k).await.unwrap();
     assert_eq!(cache.get(&k).await.unwrap(), None);
 

@@ -20,14 +20,20 @@ pub async fn instances_register_and_leave(d: Arc<dyn Discovery>) {
     assert!(d.instances(&service).await.unwrap().is_empty());
     d.register(&b).await.unwrap();
     d.register(&a).await.unwrap();
-    assert_eq!(d.instances(&service).await.unwrap(), vec![a.clone(), b.clone()]);
+    assert_eq!(
+        d.instances(&service).await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
     // registering again replaces, it does not duplicate
     let b2 = Instance {
         addr: "127.0.0.1:3".into(),
         ..b.clone()
     };
     d.register(&b2).await.unwrap();
-    assert_eq!(d.instances(&service).await.unwrap(), vec![a.clone(), b2.clone()]);
+    assert_eq!(
+        d.instances(&service).await.unwrap(),
+        vec![a.clone(), b2.clone()]
+    );
     d.deregister(&a).await.unwrap();
     assert_eq!(d.instances(&service).await.unwrap(), vec![b2]);
 }

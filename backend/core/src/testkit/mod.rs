@@ -49,50 +49,63 @@ where
 #[macro_export]
 macro_rules! bus_conformance {
     ($make:expr) => {
-        $crate::__conformance!(bus, $make, [
-            keyed_records_keep_their_order,
-            every_group_reads_every_record,
-            uncommitted_records_are_read_again,
-            a_waiting_subscriber_wakes_on_publish,
-        ]);
+        $crate::__conformance!(
+            bus,
+            $make,
+            [
+                keyed_records_keep_their_order,
+                every_group_reads_every_record,
+                uncommitted_records_are_read_again,
+                a_waiting_subscriber_wakes_on_publish,
+            ]
+        );
     };
 }
 
 #[macro_export]
 macro_rules! store_conformance {
     ($make:expr) => {
-        $crate::__conformance!(store, $make, [
-            users_are_unique_by_name,
-            single_conversation_is_idempotent,
-            friends_are_mutual,
-            groups_have_roles_and_members,
-            seq_is_strictly_increasing_and_idempotent,
-            concurrent_appends_leave_no_gap,
-            history_pages_both_ways,
-            unread_counts_follow_read_pointers,
-            conversation_list_has_world_first_and_last_message,
-        ]);
+        $crate::__conformance!(
+            store,
+            $make,
+            [
+                users_are_unique_by_name,
+                single_conversation_is_idempotent,
+                friends_are_mutual,
+                groups_have_roles_and_members,
+                seq_is_strictly_increasing_and_idempotent,
+                concurrent_appends_leave_no_gap,
+                history_pages_both_ways,
+                unread_counts_follow_read_pointers,
+                conversation_list_has_world_first_and_last_message,
+            ]
+        );
     };
 }
 
 #[macro_export]
 macro_rules! cache_conformance {
     ($make:expr) => {
-        $crate::__conformance!(cache, $make, [
-            values_expire,
-            presence_tracks_every_endpoint,
-            presence_expires_unless_refreshed,
-        ]);
+        $crate::__conformance!(
+            cache,
+            $make,
+            [
+                values_expire,
+                presence_tracks_every_endpoint,
+                presence_expires_unless_refreshed,
+            ]
+        );
     };
 }
 
 #[macro_export]
 macro_rules! discovery_conformance {
     ($make:expr) => {
-        $crate::__conformance!(discovery, $make, [
-            instances_register_and_leave,
-            config_values_round_trip,
-        ]);
+        $crate::__conformance!(
+            discovery,
+            $make,
+            [instances_register_and_leave, config_values_round_trip,]
+        );
     };
 }
 

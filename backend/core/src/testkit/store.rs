@@ -23,7 +23,12 @@ pub async fn new_user(store: &dyn Store, prefix: &str) -> pb::User {
         .expect("create user")
 }
 
-pub fn text(conversation_id: &str, sender: &pb::User, content: &str, temp: &str) -> pb::MessageDraft {
+pub fn text(
+    conversation_id: &str,
+    sender: &pb::User,
+    content: &str,
+    temp: &str,
+) -> pb::MessageDraft {
     pb::MessageDraft {
         conversation_id: conversation_id.into(),
         sender_id: sender.user_id,
@@ -86,27 +91,51 @@ pub async fn users_are_unique_by_name(store: Arc<dyn Store>) {
 pub async fn single_conversation_is_idempotent(store: Arc<dyn Store>) {
     let a = new_user(store.as_ref(), "a").await;
     let b = new_user(store.as_ref(), "b").await;
-    let c1 = store.single_conversation(a.user_id, b.user_id).await.unwrap();
-    let c2 = store.single_conversation(b.user_id, a.user_id).await.unwrap();
+    let c1 = store
+        .single_conversation(a.user_id, b.user_id)
+        .await
+        .unwrap();
+    let c2 = store
+        .single_conversation(b.user_id, a.user_id)
+        .await
+        .unwrap();
     assert_eq!(c1, c2);
     assert_eq!(c1.r#type, pb::ConversationType::Single as i32);
     assert_eq!(c1.member_count, 2);
-    assert!(store.is_member(&c1.conversation_id, a.user_id).await.unwrap());
-    assert!(store.is_member(&c1.conversation_id, b.user_id).await.unwrap());
+    assert!(store
+        .is_member(&c1.conversation_id, a.user_id)
+        .await
+        .unwrap());
+    assert!(store
+        .is_member(&c1.conversation_id, b.user_id)
+        .await
+        .unwrap());
     let members = store.member_ids(&c1.conversation_id, 0, 10).await.unwrap();
     let mut expect = vec![a.user_id, b.user_id];
     expect.sort_unstable();
     assert_eq!(members, expect);
     assert_eq!(
-        store.single_conversation(a.user_id, a.user_id).await.unwrap_err().code,
+        store
+            .single_conversation(a.user_id, a.user_id)
+            .await
+            .unwrap_err()
+            .code,
         ErrorCode::InvalidArgument
     );
     assert_eq!(
-        store.single_conversation(a.user_id, -7).await.unwrap_err().code,
+        store
+            .single_conversation(a.user_id, -7)
+            .await
+            .unwrap_err()
+            .code,
         ErrorCode::UserNotFound
     );
     assert_eq!(
-        store.conversation(&unique("s_nope")).await.unwrap_err().code,
+        store
+            .conversation(&unique("s_nope"))
+            .await
+            .unwrap_err()
+            .code,
         ErrorCode::ConversationNotFound
     );
 }
@@ -121,7 +150,10 @@ pub async fn friends_are_mutual(store: Arc<dyn Store>) {
     assert_eq!(store.friends(b.user_id).await.unwrap(), vec![a.clone()]);
     assert_eq!(store.peer_ids(a.user_id).await.unwrap(), vec![b.user_id]);
     assert_eq!(
-        store.single_conversation(a.user_id, b.user_id).await.unwrap(),
+        store
+            .single_conversation(a.user_id, b.user_id)
+            .await
+            .unwrap(),
         conv
     );
     assert_eq!(
@@ -146,8 +178,12 @@ pub async fn groups_have_roles_and_members(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(g.owner_id, owner.user_id);
     assert_eq!(g.members.len(), 3);
-    let role_of = |g: &pb::Group, id: i64| g.members.iter().find(|m| m.user_id == id).map(|m| m.role);
-    assert_eq!(role_of(&g, owner.user_id), Some(pb::GroupRole::Owner as i32));
+    let role_of =
+        |g: &pb::Group, id: i64| g.members.iter().find(|m| m.user_id == id).map(|m| m.role);
+    assert_eq!(
+        role_of(&g, owner.user_id),
+        Some(pb::GroupRole::Owner as i32)
+    );
     assert_eq!(role_of(&g, m1.user_id), Some(pb::GroupRole::Member as i32));
     let meta = store.conversation(&g.conversation_id).await.unwrap();
     assert_eq!(meta.r#type, pb::ConversationType::Group as i32);
@@ -159,20 +195,44 @@ pub async fn groups_have_roles_and_members(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(added, vec![m3.user_id]);
-    assert!(store.is_member(&g.conversation_id, m3.user_id).await.unwrap());
+    assert!(store
+        .is_member(&g.conversation_id, m3.user_id)
+        .await
+        .unwrap());
     store
         .set_group_role(g.group_id, m1.user_id, pb::GroupRole::Admin)
         .await
         .unwrap();
-    assert!(store.remove_group_member(g.group_id, m2.user_id).await.unwrap());
-    assert!(!store.remove_group_member(g.group_id, m2.user_id).await.unwrap());
-    assert!(!store.is_member(&g.conversation_id, m2.user_id).await.unwrap());
+    assert!(store
+        .remove_group_member(g.group_id, m2.user_id)
+        .await
+        .unwrap());
+    assert!(!store
+        .remove_group_member(g.group_id, m2.user_id)
+        .await
+        .unwrap());
+    assert!(!store
+        .is_member(&g.conversation_id, m2.user_id)
+        .await
+        .unwrap());
     let g = store.group(g.group_id).await.unwrap();
     assert_eq!(g.members.len(), 3);
     assert_eq!(role_of(&g, m1.user_id), Some(pb::GroupRole::Admin as i32));
-    assert_eq!(store.conversation(&g.conversation_id).await.unwrap().member_count, 3);
+    assert_eq!(
+        store
+            .conversation(&g.conversation_id)
+            .await
+            .unwrap()
+            .member_count,
+        3
+    );
 
-    let peers: HashSet<i64> = store.peer_ids(m3.user_id).await.unwrap().into_iter().collect();
+    let peers: HashSet<i64> = store
+        .peer_ids(m3.user_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
     assert_eq!(peers, HashSet::from([owner.user_id, m1.user_id]));
     // member ids page in ascending order
     let first = store.member_ids(&g.conversation_id, 0, 2).await.unwrap();
@@ -181,9 +241,17 @@ pub async fn groups_have_roles_and_members(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(first.len() + rest.len(), 3);
-    assert!(first.iter().chain(rest.iter()).collect::<Vec<_>>().windows(2).all(|w| w[0] < w[1]));
+    assert!(first
+        .iter()
+        .chain(rest.iter())
+        .collect::<Vec<_>>()
+        .windows(2)
+        .all(|w| w[0] < w[1]));
 
-    assert_eq!(store.group(-1).await.unwrap_err().code, ErrorCode::GroupNotFound);
+    assert_eq!(
+        store.group(-1).await.unwrap_err().code,
+        ErrorCode::GroupNotFound
+    );
     assert_eq!(
         store
             .add_group_members(g.group_id, &[-9], pb::GroupRole::Member)
@@ -205,7 +273,10 @@ pub async fn groups_have_roles_and_members(store: Arc<dyn Store>) {
 pub async fn seq_is_strictly_increasing_and_idempotent(store: Arc<dyn Store>) {
     let a = new_user(store.as_ref(), "sa").await;
     let b = new_user(store.as_ref(), "sb").await;
-    let conv = store.single_conversation(a.user_id, b.user_id).await.unwrap();
+    let conv = store
+        .single_conversation(a.user_id, b.user_id)
+        .await
+        .unwrap();
     let id = conv.conversation_id.as_str();
     let temp1 = unique("t");
     let first = append_one(store.as_ref(), text(id, &a, "one", &temp1)).await;
@@ -232,13 +303,20 @@ pub async fn seq_is_strictly_increasing_and_idempotent(store: Arc<dyn Store>) {
     assert!(out[1].duplicate);
     assert_eq!(out[1].message.as_ref().unwrap(), &m1);
     assert!(out[2].duplicate);
-    assert_eq!(out[2].message.as_ref().unwrap().message_id, out[0].message.as_ref().unwrap().message_id);
+    assert_eq!(
+        out[2].message.as_ref().unwrap().message_id,
+        out[0].message.as_ref().unwrap().message_id
+    );
     assert_eq!(out[3].error_code, "CONVERSATION_NOT_FOUND");
     assert!(out[3].message.is_none());
     assert_eq!(out[4].message.as_ref().unwrap().seq_id, 3);
     assert_eq!(store.conversation(id).await.unwrap().last_seq, 3);
     // the same temp id from another sender is a different message
-    let other = append_one(store.as_ref(), text(id, &b, "same key, other sender", &temp1)).await;
+    let other = append_one(
+        store.as_ref(),
+        text(id, &b, "same key, other sender", &temp1),
+    )
+    .await;
     assert!(!other.duplicate);
     assert_eq!(other.message.unwrap().seq_id, 4);
     let page = store
@@ -299,7 +377,14 @@ pub async fn concurrent_appends_leave_no_gap(store: Arc<dyn Store>) {
     all.sort_unstable();
     let n = all.len() as i64;
     assert_eq!(all, (1..=n).collect::<Vec<_>>(), "gap or duplicate seq");
-    assert_eq!(store.conversation(&g.conversation_id).await.unwrap().last_seq, n);
+    assert_eq!(
+        store
+            .conversation(&g.conversation_id)
+            .await
+            .unwrap()
+            .last_seq,
+        n
+    );
 }
 
 pub async fn history_pages_both_ways(store: Arc<dyn Store>) {
@@ -310,9 +395,11 @@ pub async fn history_pages_both_ways(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .conversation_id;
-    let batch: Vec<_> = (1..=25).map(|i| text(&id, &a, &format!("m{i}"), "")).collect();
+    let batch: Vec<_> = (1..=25)
+        .map(|i| text(&id, &a, &format!("m{i}"), ""))
+        .collect();
     store.append(batch).await.unwrap();
-    let get = |page, size, after_seq, before_seq| {
+    let get = |page, size, after_seq: i64, before_seq: i64| {
         let store = store.clone();
         let id = id.clone();
         async move {
@@ -321,8 +408,8 @@ pub async fn history_pages_both_ways(store: Arc<dyn Store>) {
                     conversation_id: id,
                     page,
                     size,
-                    after_seq,
-                    before_seq,
+                    after_seq: (after_seq > 0).then_some(after_seq),
+                    before_seq: (before_seq > 0).then_some(before_seq),
                 })
                 .await
                 .unwrap()
@@ -352,6 +439,17 @@ pub async fn history_pages_both_ways(store: Arc<dyn Store>) {
     assert_eq!(seqs(&before), vec![1, 2]);
     assert!(!before.pagination.unwrap().has_more);
     assert_eq!(get(0, 0, 0, 0).await.messages.len(), 25);
+    // afterSeq = 0 is a sync from the first message, not "no cursor"
+    let from_start = store
+        .messages(pb::HistoryRequest {
+            conversation_id: id.clone(),
+            size: 3,
+            after_seq: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seqs(&from_start), vec![1, 2, 3]);
 
     let err = store
         .messages(pb::HistoryRequest {
@@ -405,17 +503,34 @@ pub async fn unread_counts_follow_read_pointers(store: Arc<dyn Store>) {
     assert_eq!((p.read_seq, p.last_seq), (3, 5));
     assert_eq!(unread(b.user_id).await, 2);
     // never backwards
-    assert_eq!(store.mark_read(b.user_id, &id, 1).await.unwrap().read_seq, 3);
-    assert_eq!(store.mark_read(b.user_id, &id, 0).await.unwrap().read_seq, 5);
+    assert_eq!(
+        store.mark_read(b.user_id, &id, 1).await.unwrap().read_seq,
+        3
+    );
+    assert_eq!(
+        store.mark_read(b.user_id, &id, 0).await.unwrap().read_seq,
+        5
+    );
     assert_eq!(unread(b.user_id).await, 0);
     // a pointer past the end stops at the last message
-    assert_eq!(store.mark_read(b.user_id, &id, 99).await.unwrap().read_seq, 5);
     assert_eq!(
-        store.mark_read(outsider.user_id, &id, 0).await.unwrap_err().code,
+        store.mark_read(b.user_id, &id, 99).await.unwrap().read_seq,
+        5
+    );
+    assert_eq!(
+        store
+            .mark_read(outsider.user_id, &id, 0)
+            .await
+            .unwrap_err()
+            .code,
         ErrorCode::Forbidden
     );
     assert_eq!(
-        store.mark_read(b.user_id, &unique("nope"), 0).await.unwrap_err().code,
+        store
+            .mark_read(b.user_id, &unique("nope"), 0)
+            .await
+            .unwrap_err()
+            .code,
         ErrorCode::ConversationNotFound
     );
 }
@@ -424,7 +539,10 @@ pub async fn conversation_list_has_world_first_and_last_message(store: Arc<dyn S
     let a = new_user(store.as_ref(), "la").await;
     let b = new_user(store.as_ref(), "lb").await;
     let c = new_user(store.as_ref(), "lc").await;
-    let s = store.single_conversation(a.user_id, b.user_id).await.unwrap();
+    let s = store
+        .single_conversation(a.user_id, b.user_id)
+        .await
+        .unwrap();
     let g = store
         .create_group(pb::CreateGroupRequest {
             owner_id: a.user_id,
@@ -442,20 +560,35 @@ pub async fn conversation_list_has_world_first_and_last_message(store: Arc<dyn S
     assert_eq!(list.len(), 3);
     assert_eq!(list[0].conversation_id, WORLD_ID);
     assert_eq!(list[0].r#type, pb::ConversationType::World as i32);
-    assert!(matches!(list[0].target, Some(pb::conversation_view::Target::World(_))));
-    let single = list.iter().find(|c| c.conversation_id == s.conversation_id).unwrap();
+    assert!(matches!(
+        list[0].target,
+        Some(pb::conversation_view::Target::World(_))
+    ));
+    let single = list
+        .iter()
+        .find(|c| c.conversation_id == s.conversation_id)
+        .unwrap();
     match &single.target {
         Some(pb::conversation_view::Target::Peer(p)) => assert_eq!(p, &b),
         other => panic!("single target {other:?}"),
     }
     let last = single.last_message.as_ref().unwrap();
-    assert_eq!((last.content.as_str(), last.sender_name.as_str()), ("hello a", b.username.as_str()));
+    assert_eq!(
+        (last.content.as_str(), last.sender_name.as_str()),
+        ("hello a", b.username.as_str())
+    );
     assert_eq!(single.last_message_time_ms, last.send_time_ms);
     assert_eq!(single.unread_count, 1);
-    let group = list.iter().find(|c| c.conversation_id == g.conversation_id).unwrap();
+    let group = list
+        .iter()
+        .find(|c| c.conversation_id == g.conversation_id)
+        .unwrap();
     match &group.target {
         Some(pb::conversation_view::Target::Group(t)) => {
-            assert_eq!((t.group_id, t.group_name.as_str(), t.member_count), (g.group_id, "list", 2))
+            assert_eq!(
+                (t.group_id, t.group_name.as_str(), t.member_count),
+                (g.group_id, "list", 2)
+            )
         }
         other => panic!("group target {other:?}"),
     }

@@ -1,10 +1,8 @@
 //! im-repo: serves the message store over gRPC.
 
-use std::sync::Arc;
-
 use anyhow::Context;
-use ringchat_core::adapters::SqliteStore;
 use ringchat_core::bootstrap::{self, About};
+use ringchat_core::wiring::store_from_config;
 
 const ABOUT: About = About {
     name: "im-repo",
@@ -18,18 +16,14 @@ fn main() -> anyhow::Result<()> {
     let config = bootstrap::load_config(path.as_deref())?;
     let rt = bootstrap::build_runtime(&config, "im-repo")?;
     rt.block_on(async move {
-        let store = SqliteStore::connect(
-            &config.store.url,
-            config.store.max_connections,
-            config.node.worker_id,
-        )
-        .await
-        .context("opening the store")?;
+        let store = store_from_config(&config)
+            .await
+            .context("opening the store")?;
         let listener = tokio::net::TcpListener::bind(&config.repo.listen)
             .await
             .with_context(|| format!("binding {}", config.repo.listen))?;
         tracing::info!(addr = %listener.local_addr()?, store = %config.store.url, "im-repo serving");
-        im_repo::serve(Arc::new(store), listener, bootstrap::shutdown_signal()).await?;
+        im_repo::serve(store, listener, bootstrap::shutdown_signal()).await?;
         tracing::info!("im-repo stopped");
         Ok(())
     })

@@ -1,0 +1,216 @@
+//! Passwords (argon2id) and tokens (JWT, HS256).
+//!
+//! The JWT is implemented here on `hmac`/`sha2` rather than through a JWT crate: ringchat
+//! issues and checks exactly one kind of token (HS256, fixed claims), and the few lines
+//! below are easier to audit than a general library's algorithm negotiation. The header
+//! is checked to be exactly HS256, so `alg: none` and algorithm confusion are refused.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use ringchat_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
+/// What a ringchat token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// user id, as a string (JWT convention)
+    pub sub: String,
+    pub name: String,
+    pub guest: bool,
+    /// token id: what logout revokes and the session cache is keyed by
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+impl Claims {
+    pub fn user_id(&self) -> Result<i64> {
+        self.sub
+            .parse()
+            .map_err(|_| Error::auth("token subject is not a user id"))
+    }
+}
+
+/// Signs and verifies tokens with one HS256 secret.
+#[derive(Clone)]
+pub struct TokenKeys {
+    secret: Vec<u8>,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &[u8]) -> Self {
+        TokenKeys {
+            secret: secret.to_vec(),
+        }
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        HmacSha256::new_from_slice(&self.secret).expect("hmac accepts any key length")
+    }
+
+    pub fn sign(&self, claims: &Claims) -> String {
+        let payload = serde_json::to_vec(claims).expect("claims serialize");
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(HEADER),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let mut mac = self.mac();
+        mac.update(signing_input.as_bytes());
+        let sig = mac.finalize().into_bytes();
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    /// Checks signature, algorithm and expiry (at `now`, unix seconds).
+    pub fn verify(&self, token: &str, now: i64) -> Result<Claims> {
+        let claims = self.verify_signature(token)?;
+        if claims.exp <= now {
+            return Err(Error::auth("token expired"));
+        }
+        Ok(claims)
+    }
+
+    /// Checks signature and algorithm only (logout accepts an expired token).
+    pub fn verify_signature(&self, token: &str) -> Result<Claims> {
+        let bad = || Error::auth("malformed token");
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let header = URL_SAFE_NO_PAD.decode(h).map_err(|_| bad())?;
+        let header: serde_json::Value = serde_json::from_slice(&header).map_err(|_| bad())?;
+        if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
+            return Err(Error::auth("token algorithm must be HS256"));
+        }
+        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+        let mut mac = self.mac();
+        mac.update(h.as_bytes());
+        mac.update(b".");
+        mac.update(p.as_bytes());
+        mac.verify_slice(&sig)
+            .map_err(|_| Error::auth("token signature is invalid"))?;
+        let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| bad())?;
+        serde_json::from_slice(&payload).map_err(|_| bad())
+    }
+}
+
+/// A random 128-bit token id.
+pub fn new_jti() -> String {
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Argon2id password hashing with configured cost.
+#[derive(Clone)]
+pub struct Passwords {
+    params: Params,
+}
+
+impl Passwords {
+    pub fn new(memory_kib: u32, iterations: u32) -> Result<Self> {
+        let params = Params::new(memory_kib, iterations, 1, None)
+            .map_err(|e| Error::invalid(format!("argon2 parameters: {e}")))?;
+        Ok(Passwords { params })
+    }
+
+    fn argon(&self) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    }
+
+    /// PHC string (`$argon2id$v=19$...`); CPU-heavy, call from a blocking thread.
+    pub fn hash(&self, password: &str) -> Result<String> {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        self.argon()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| Error::internal(format!("hashing password: {e}")))
+    }
+
+    /// Verifies against a stored PHC string; an empty or foreign hash never matches.
+    pub fn verify(&self, password: &str, phc: &str) -> bool {
+        match PasswordHash::new(phc) {
+            Ok(parsed) => self
+                .argon()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: i64) -> Claims {
+        Claims {
+            sub: "42".into(),
+            name: "alice".into(),
+            guest: false,
+            jti: new_jti(),
+            iat: 1000,
+            exp,
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_and_expire() {
+        let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef");
+        let c = claims(2000);
+        let t = keys.sign(&c);
+        assert_eq!(keys.verify(&t, 1500).unwrap(), c);
+        assert_eq!(keys.verify(&t, 2000).unwrap_err().message, "token expired");
+        assert_eq!(keys.verify_signature(&t).unwrap().user_id().unwrap(), 42);
+    }
+
+    #[test]
+    fn forged_tokens_are_refused() {
+        let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef");
+        let other = TokenKeys::new(b"another-secret-another-secret!!");
+        let t = other.sign(&claims(i64::MAX));
+        assert!(keys.verify(&t, 0).is_err());
+        // payload swapped under a valid signature
+        let good = keys.sign(&claims(i64::MAX));
+        let evil = other.sign(&Claims {
+            sub: "1".into(),
+            ..claims(i64::MAX)
+        });
+        let g: Vec<&str> = good.split('.').collect();
+        let e: Vec<&str> = evil.split('.').collect();
+        assert!(keys
+            .verify(&format!("{}.{}.{}", g[0], e[1], g[2]), 0)
+            .is_err());
+        // alg none
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            g[1]
+        );
+        assert!(keys.verify(&none, 0).is_err());
+        for junk in ["", "a.b", "a.b.c.d", "!!!.@@@.###"] {
+            assert!(keys.verify(junk, 0).is_err(), "{junk:?} accepted");
+        }
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let p = Passwords::new(64, 1).unwrap();
+        let h = p.hash("secret1").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(p.verify("secret1", &h));
+        assert!(!p.verify("secret2", &h));
+        assert!(!p.verify("secret1", ""));
+    }
+}

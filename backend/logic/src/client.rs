@@ -1,0 +1,105 @@
+//! [`GrpcLogic`]: [`LogicApi`] implemented by calls to a remote im-logic.
+
+use async_trait::async_trait;
+use pb::logic_client::LogicClient;
+use ringchat_core::{Error, Result};
+use ringchat_proto as pb;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::api::LogicApi;
+
+#[derive(Clone)]
+pub struct GrpcLogic {
+    client: LogicClient<Channel>,
+}
+
+impl GrpcLogic {
+    /// A lazily connecting client: the first call connects, later calls reconnect as needed.
+    pub fn connect_lazy(url: &str) -> Result<Self> {
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| Error::invalid(format!("logic url {url:?}: {e}")))?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .tcp_nodelay(true);
+        Ok(GrpcLogic {
+            client: LogicClient::new(endpoint.connect_lazy()),
+        })
+    }
+
+    fn c(&self) -> LogicClient<Channel> {
+        self.client.clone()
+    }
+}
+
+fn unwrap<T>(r: std::result::Result<tonic::Response<T>, tonic::Status>) -> Result<T> {
+    r.map(tonic::Response::into_inner).map_err(Error::from)
+}
+
+#[async_trait]
+impl LogicApi for GrpcLogic {
+    async fn register(&self, req: pb::RegisterRequest) -> Result<pb::User> {
+        unwrap(self.c().register(req).await)
+    }
+    async fn login(&self, req: pb::LoginRequest) -> Result<pb::AuthResponse> {
+        unwrap(self.c().login(req).await)
+    }
+    async fn guest(&self, req: pb::GuestRequest) -> Result<pb::AuthResponse> {
+        unwrap(self.c().guest(req).await)
+    }
+    async fn logout(&self, req: pb::TokenRequest) -> Result<()> {
+        unwrap(self.c().logout(req).await).map(|_| ())
+    }
+    async fn authenticate(&self, req: pb::TokenRequest) -> Result<pb::User> {
+        unwrap(self.c().authenticate(req).await)
+    }
+    async fn get_user(&self, req: pb::GetUserRequest) -> Result<pb::User> {
+        unwrap(self.c().get_user(req).await)
+    }
+    async fn online_status(&self, req: pb::CallerRequest) -> Result<pb::OnlineStatusList> {
+        unwrap(self.c().online_status(req).await)
+    }
+    async fn list_conversations(&self, req: pb::CallerRequest) -> Result<pb::ConversationList> {
+        unwrap(self.c().list_conversations(req).await)
+    }
+    async fn create_single_conversation(
+        &self,
+        req: pb::TargetUserRequest,
+    ) -> Result<pb::ConversationView> {
+        unwrap(self.c().create_single_conversation(req).await)
+    }
+    async fn get_messages(&self, req: pb::GetMessagesRequest) -> Result<pb::HistoryPage> {
+        unwrap(self.c().get_messages(req).await)
+    }
+    async fn mark_read(&self, req: pb::CallerMarkReadRequest) -> Result<pb::ReadPointer> {
+        unwrap(self.c().mark_read(req).await)
+    }
+    async fn send_message(&self, req: pb::SendMessageRequest) -> Result<pb::ChatMessage> {
+        unwrap(self.c().send_message(req).await)
+    }
+    async fn add_friend(&self, req: pb::TargetUserRequest) -> Result<pb::ConversationView> {
+        unwrap(self.c().add_friend(req).await)
+    }
+    async fn list_friends(&self, req: pb::CallerRequest) -> Result<pb::FriendList> {
+        unwrap(self.c().list_friends(req).await)
+    }
+    async fn create_group(&self, req: pb::CallerCreateGroupRequest) -> Result<pb::GroupCreated> {
+        unwrap(self.c().create_group(req).await)
+    }
+    async fn get_group(&self, req: pb::CallerGroupRequest) -> Result<pb::Group> {
+        unwrap(self.c().get_group(req).await)
+    }
+    async fn add_group_members(&self, req: pb::CallerGroupMembersRequest) -> Result<pb::Group> {
+        unwrap(self.c().add_group_members(req).await)
+    }
+    async fn remove_group_member(&self, req: pb::CallerGroupMemberRequest) -> Result<pb::Group> {
+        unwrap(self.c().remove_group_member(req).await)
+    }
+    async fn user_connected(&self, req: pb::PresenceRequest) -> Result<()> {
+        unwrap(self.c().user_connected(req).await).map(|_| ())
+    }
+    async fn user_disconnected(&self, req: pb::PresenceRequest) -> Result<()> {
+        unwrap(self.c().user_disconnected(req).await).map(|_| ())
+    }
+    async fn heartbeat(&self, req: pb::HeartbeatRequest) -> Result<()> {
+        unwrap(self.c().heartbeat(req).await).map(|_| ())
+    }
+}
