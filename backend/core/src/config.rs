@@ -63,6 +63,7 @@ pub struct Config {
     pub repo: RepoConfig,
     pub task: TaskConfig,
     pub runtime: RuntimeConfig,
+    pub gateway: GatewayConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -250,6 +251,77 @@ impl Default for TaskConfig {
             notifier: "log".into(),
             webhook_url: String::new(),
             webhook_timeout_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Client WebSocket + HTTP API.
+    pub listen: String,
+    /// Health, readiness and Prometheus metrics.
+    pub admin_listen: String,
+    /// Monoio worker threads ("cores"); 0 = one per CPU.
+    pub workers: usize,
+    /// Pin worker `i` to CPU `i % cpus`.
+    pub pin_workers: bool,
+    /// `auto` (io_uring if the kernel has it, else epoll), `uring` or `legacy`.
+    pub driver: String,
+    /// io_uring submission queue entries per worker.
+    pub uring_entries: u32,
+    /// Largest WebSocket text message accepted; larger ones get `MESSAGE_TOO_LARGE`.
+    pub max_message_bytes: usize,
+    /// Largest WebSocket frame read at all; beyond it the socket closes with 1009.
+    pub max_frame_bytes: usize,
+    /// Frames a connection may have queued before it counts as a slow consumer.
+    pub send_queue_frames: usize,
+    /// Bytes a connection may have queued before it counts as a slow consumer.
+    pub send_queue_bytes: usize,
+    /// A connection silent this long is closed (clients ping every 30 s).
+    pub heartbeat_timeout_secs: u64,
+    /// How often presence entries are refreshed in the cache.
+    pub presence_refresh_secs: u64,
+    /// Client sends per second per connection (token bucket), and its burst.
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    /// Largest HTTP request body.
+    pub http_max_body_bytes: usize,
+    /// Largest HTTP request head (request line and headers).
+    pub http_max_head_bytes: usize,
+    /// Allowed CORS origins; `*` allows any (the embedded/dev default).
+    pub cors_origins: Vec<String>,
+    /// Where the distributed gateway reaches im-logic.
+    pub logic_url: String,
+    /// On shutdown, how long to wait for in-flight sends to be acknowledged.
+    pub shutdown_grace_secs: u64,
+    /// Bytes read from a socket at a time.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: "0.0.0.0:8080".into(),
+            admin_listen: "0.0.0.0:8081".into(),
+            workers: 0,
+            pin_workers: false,
+            driver: "auto".into(),
+            uring_entries: 1024,
+            max_message_bytes: 64 * 1024,
+            max_frame_bytes: 1024 * 1024,
+            send_queue_frames: 4096,
+            send_queue_bytes: 8 * 1024 * 1024,
+            heartbeat_timeout_secs: 90,
+            presence_refresh_secs: 60,
+            rate_limit_per_sec: 100,
+            rate_limit_burst: 200,
+            http_max_body_bytes: 1024 * 1024,
+            http_max_head_bytes: 16 * 1024,
+            cors_origins: vec!["*".into()],
+            logic_url: "http://127.0.0.1:9001".into(),
+            shutdown_grace_secs: 10,
+            read_buffer_bytes: 4096,
         }
     }
 }

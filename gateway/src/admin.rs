@@ -1,0 +1,53 @@
+//! The admin port (default 8081): `/healthz` (the process runs), `/readyz` (the backend
+//! answers and the gateway is not draining), `/metrics` (Prometheus text format).
+
+use std::rc::Rc;
+
+use ringchat_core::ErrorCode;
+use ringchat_proto as pb;
+use serde_json::json;
+
+use crate::core::Core;
+use crate::http::{Request, Response};
+
+pub async fn route(core: &Rc<Core>, req: &Request) -> Response {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/healthz") => Response::json(200, &json!({ "status": "ok" })),
+        ("GET", "/readyz") => {
+            if core.draining.get() {
+                return Response::json(503, &json!({ "status": "draining" }));
+            }
+            // an empty token costs the backend nothing and proves it answers
+            let probe = core
+                .bridge
+                .call(|l| async move {
+                    l.authenticate(pb::TokenRequest {
+                        token: String::new(),
+                    })
+                    .await
+                })
+                .await;
+            match probe {
+                Err(e) if e.code == ErrorCode::AuthFailed => Response::json(
+                    200,
+                    &json!({ "status": "ready", "driver": core.gateway_metrics.driver }),
+                ),
+                Ok(_) => Response::json(200, &json!({ "status": "ready" })),
+                Err(e) => Response::json(
+                    503,
+                    &json!({ "status": "backend unavailable", "error": e.message }),
+                ),
+            }
+        }
+        ("GET", "/metrics") => Response::text(
+            200,
+            "text/plain; version=0.0.4",
+            core.gateway_metrics.render(),
+        ),
+        _ => Response::raw_error(
+            404,
+            "NOT_FOUND",
+            "admin endpoints: /healthz, /readyz, /metrics",
+        ),
+    }
+}

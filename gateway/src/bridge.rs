@@ -1,0 +1,69 @@
+//! The bridge from the monoio cores to the tokio side.
+//!
+//! Cores never run tokio futures themselves: the backend clients (the in-process
+//! [`LogicApi`] of the embedded profile, or the tonic client of the distributed one, and the
+//! bus) need a tokio runtime. A core hands a closure to [`Bridge::call`], which spawns it
+//! on the tokio runtime and awaits the answer over a oneshot channel (tokio's sync
+//! primitives are runtime-agnostic wakers, safe to await on monoio).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use im_logic::LogicApi;
+use ringchat_core::ports::Bus;
+use ringchat_core::{Error, Result};
+
+#[derive(Clone)]
+pub struct Bridge {
+    rt: tokio::runtime::Handle,
+    logic: Arc<dyn LogicApi>,
+    bus: Arc<dyn Bus>,
+}
+
+impl Bridge {
+    pub fn new(rt: tokio::runtime::Handle, logic: Arc<dyn LogicApi>, bus: Arc<dyn Bus>) -> Self {
+        Bridge { rt, logic, bus }
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.rt
+    }
+
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    pub fn logic(&self) -> &Arc<dyn LogicApi> {
+        &self.logic
+    }
+
+    /// Runs `f(logic)` on the tokio side and awaits its result from any executor.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(Arc<dyn LogicApi>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let logic = self.logic.clone();
+        self.rt.spawn(async move {
+            let _ = tx.send(f(logic).await);
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(Error::unavailable("the backend runtime is shutting down")))
+    }
+
+    /// Fire-and-forget on the tokio side; failures are logged.
+    pub fn spawn<F, Fut>(&self, what: &'static str, f: F)
+    where
+        F: FnOnce(Arc<dyn LogicApi>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let logic = self.logic.clone();
+        self.rt.spawn(async move {
+            if let Err(e) = f(logic).await {
+                tracing::warn!(error = %e, what, "backend call failed");
+            }
+        });
+    }
+}

@@ -1,0 +1,316 @@
+//! One WebSocket connection as its core sees it: a bounded send queue of ready-made frames
+//! and the writer task that drains it with vectored writes.
+//!
+//! - Frames are `Bytes` shared with every other recipient; queueing one is a refcount bump.
+//! - The writer takes everything queued (up to a batch) and writes it with one `writev`,
+//!   so a connection that receives several frames per wake-up costs one syscall.
+//! - The queue is bounded in frames and bytes. A connection whose queue is full when a frame
+//!   arrives is a slow consumer: it is closed with 1013 (try again later) and its queue
+//!   dropped, rather than silently losing frames; the client reconnects and syncs with
+//!   `afterSeq`. Other connections are never slowed by it: pushing never waits.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use monoio::io::{AsyncWriteRent, CancelHandle, CancelableAsyncWriteRent, Canceller};
+use ringchat_proto as pb;
+
+use crate::frame;
+use crate::metrics::CoreMetrics;
+use crate::signal::LocalSignal;
+
+/// Frames written per `writev` at most.
+const WRITE_BATCH: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// Write what is queued, then the close frame.
+    Draining,
+    /// Drop what is queued, write the close frame.
+    Closing,
+    Closed,
+}
+
+pub struct Conn {
+    pub id: u64,
+    pub user: pb::User,
+    queue: RefCell<VecDeque<Bytes>>,
+    queued_bytes: Cell<usize>,
+    max_frames: usize,
+    max_bytes: usize,
+    state: Cell<State>,
+    close_frame: RefCell<Option<Bytes>>,
+    /// Wakes the writer: frames queued or state changed.
+    pub(crate) wake: LocalSignal,
+    /// Set when the reader has finished.
+    pub(crate) reader_done: LocalSignal,
+    io_cancel: RefCell<Option<Canceller>>,
+    last_seen: Cell<Instant>,
+    metrics: Arc<CoreMetrics>,
+}
+
+impl Conn {
+    pub fn new(
+        id: u64,
+        user: pb::User,
+        max_frames: usize,
+        max_bytes: usize,
+        metrics: Arc<CoreMetrics>,
+    ) -> Rc<Conn> {
+        Rc::new(Conn {
+            id,
+            user,
+            queue: RefCell::new(VecDeque::new()),
+            queued_bytes: Cell::new(0),
+            max_frames,
+            max_bytes,
+            state: Cell::new(State::Open),
+            close_frame: RefCell::new(None),
+            wake: LocalSignal::default(),
+            reader_done: LocalSignal::default(),
+            io_cancel: RefCell::new(Some(Canceller::new())),
+            last_seen: Cell::new(Instant::now()),
+            metrics,
+        })
+    }
+
+    pub fn user_id(&self) -> i64 {
+        self.user.user_id
+    }
+
+    pub fn cancel_handle(&self) -> Option<CancelHandle> {
+        self.io_cancel.borrow().as_ref().map(Canceller::handle)
+    }
+
+    pub fn touch(&self) {
+        self.last_seen.set(Instant::now());
+    }
+
+    pub fn idle_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_seen.get())
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.state.get() == State::Open
+    }
+
+    /// Queues a frame. Returns false (and starts a slow-consumer close) if the queue is full.
+    pub fn push(&self, f: Bytes) -> bool {
+        if self.state.get() != State::Open {
+            return false;
+        }
+        let bytes = self.queued_bytes.get() + f.len();
+        let q_len = self.queue.borrow().len();
+        if q_len >= self.max_frames || bytes > self.max_bytes {
+            self.metrics.send_queue_drops.fetch_add(1, Relaxed);
+            self.metrics.slow_consumer_closes.fetch_add(1, Relaxed);
+            tracing::debug!(
+                conn_id = self.id,
+                queued = q_len,
+                "send queue full, closing slow consumer"
+            );
+            self.close(
+                frame::code::TRY_AGAIN_LATER,
+                "send queue full: reconnect and sync",
+                false,
+            );
+            return false;
+        }
+        self.queued_bytes.set(bytes);
+        self.queue.borrow_mut().push_back(f);
+        self.wake.notify();
+        true
+    }
+
+    /// Starts closing with `code`. With `flush`, what is queued is written first (graceful
+    /// shutdown); without, it is dropped and pending I/O is cancelled (the peer is stuck or
+    /// gone, or broke the protocol).
+    pub fn close(&self, code: u16, reason: &str, flush: bool) {
+        if matches!(self.state.get(), State::Closing | State::Closed) {
+            return;
+        }
+        if self.state.get() == State::Draining && flush {
+            return;
+        }
+        *self.close_frame.borrow_mut() = Some(frame::close(code, reason));
+        if flush {
+            self.state.set(State::Draining);
+        } else {
+            self.state.set(State::Closing);
+            self.queue.borrow_mut().clear();
+            self.queued_bytes.set(0);
+            self.cancel_io();
+        }
+        self.wake.notify();
+    }
+
+    /// Ends after what is queued is written, without a close frame of our own (the close
+    /// reply to the peer's close was queued as a frame already).
+    pub fn finish(&self) {
+        if self.state.get() == State::Open {
+            self.state.set(State::Draining);
+            self.wake.notify();
+        }
+    }
+
+    /// The connection is gone (peer closed, I/O failed): stop everything.
+    pub fn abort(&self) {
+        if self.state.get() != State::Closed {
+            self.state.set(State::Closed);
+            self.queue.borrow_mut().clear();
+            self.queued_bytes.set(0);
+            self.cancel_io();
+            self.wake.notify();
+        }
+    }
+
+    fn cancel_io(&self) {
+        if let Some(c) = self.io_cancel.borrow_mut().take() {
+            let _ = c.cancel();
+        }
+    }
+
+    fn take_batch(&self, into: &mut Vec<Bytes>) {
+        let mut q = self.queue.borrow_mut();
+        let n = q.len().min(WRITE_BATCH);
+        let mut bytes = 0;
+        for f in q.drain(..n) {
+            bytes += f.len();
+            into.push(f);
+        }
+        self.queued_bytes.set(self.queued_bytes.get() - bytes);
+    }
+}
+
+/// A batch of frames as an iovec array for `writev`.
+struct FrameBatch {
+    frames: Vec<Bytes>,
+    iovecs: Vec<libc::iovec>,
+}
+
+impl FrameBatch {
+    fn new(frames: Vec<Bytes>) -> Self {
+        let iovecs = frames
+            .iter()
+            .map(|f| libc::iovec {
+                iov_base: f.as_ptr() as *mut libc::c_void,
+                iov_len: f.len(),
+            })
+            .collect();
+        FrameBatch { frames, iovecs }
+    }
+
+    fn len(&self) -> usize {
+        self.frames.iter().map(Bytes::len).sum()
+    }
+
+    /// Drops the first `n` written bytes.
+    fn advance(mut self, mut n: usize) -> Self {
+        let mut rest = Vec::with_capacity(self.frames.len());
+        for f in self.frames.drain(..) {
+            if n >= f.len() {
+                n -= f.len();
+            } else {
+                rest.push(f.slice(n..));
+                n = 0;
+            }
+        }
+        FrameBatch::new(rest)
+    }
+}
+
+// SAFETY: `iovecs` point into the `Bytes` held in `frames`, whose heap data never moves
+// while they are alive; the batch owns both for as long as the runtime holds it, and
+// neither vector is modified while a write is in flight (we only rebuild between writes).
+#[allow(unsafe_code)]
+unsafe impl monoio::buf::IoVecBuf for FrameBatch {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        self.iovecs.as_ptr()
+    }
+    fn read_iovec_len(&self) -> usize {
+        self.iovecs.len()
+    }
+}
+
+/// Drains the connection's queue into the socket until the connection closes.
+pub async fn writer<W>(conn: Rc<Conn>, mut wr: W)
+where
+    W: AsyncWriteRent + CancelableAsyncWriteRent,
+{
+    let Some(cancel) = conn.cancel_handle() else {
+        return;
+    };
+    let mut frames = Vec::with_capacity(16);
+    loop {
+        match conn.state.get() {
+            State::Closed => break,
+            State::Closing => {
+                write_close(&conn, &mut wr).await;
+                break;
+            }
+            State::Open | State::Draining => {}
+        }
+        conn.take_batch(&mut frames);
+        if frames.is_empty() {
+            if conn.state.get() == State::Draining {
+                write_close(&conn, &mut wr).await;
+                break;
+            }
+            conn.wake.wait().await;
+            continue;
+        }
+        let count = frames.len() as u64;
+        let mut batch = FrameBatch::new(std::mem::take(&mut frames));
+        let mut ok = true;
+        while !batch.frames.is_empty() {
+            let total = batch.len();
+            let (res, b) = if batch.frames.len() == 1 {
+                // one frame: a plain write avoids building the iovec path in the kernel
+                let f = batch.frames.pop().expect("one frame");
+                let (res, f) = wr.cancelable_write(f, cancel.clone()).await;
+                (res, FrameBatch::new(vec![f]))
+            } else {
+                wr.cancelable_writev(batch, cancel.clone()).await
+            };
+            conn.metrics.writes.fetch_add(1, Relaxed);
+            match res {
+                Ok(n) if n > 0 => {
+                    conn.metrics.bytes_out.fetch_add(n as u64, Relaxed);
+                    batch = if n >= total {
+                        FrameBatch::new(Vec::new())
+                    } else {
+                        b.advance(n)
+                    };
+                }
+                _ => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if !ok {
+            conn.abort();
+            break;
+        }
+        conn.metrics.frames_out.fetch_add(count, Relaxed);
+    }
+    let _ = wr.shutdown().await;
+    // give the peer a moment to answer our close, then stop the reader
+    let _ = monoio::time::timeout(Duration::from_secs(2), conn.reader_done.wait()).await;
+    conn.abort();
+}
+
+/// Writes the close frame without the connection's canceller (closing may have cancelled
+/// it), bounded in time: a peer that does not read must not hold the task.
+async fn write_close<W: AsyncWriteRent>(conn: &Conn, wr: &mut W) {
+    let Some(f) = conn.close_frame.borrow_mut().take() else {
+        return;
+    };
+    let _ = monoio::time::timeout(Duration::from_secs(2), wr.write(f)).await;
+}

@@ -1,0 +1,292 @@
+//! A gateway core: one monoio thread that owns its connections, its slice of the
+//! user -> connections index and their send queues. Nothing here is shared with other
+//! cores; the only way in is the core's bounded inbox channel.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringchat_core::config::GatewayConfig;
+use ringchat_proto as pb;
+use tokio::sync::mpsc;
+
+use crate::bridge::Bridge;
+use crate::conn::Conn;
+use crate::frame;
+use crate::metrics::{CoreMetrics, GatewayMetrics};
+use monoio::io::{CancelHandle, Canceller};
+
+/// Work for a core, from the dispatcher.
+pub enum CoreMsg {
+    /// Queue `frame` on every local connection of `users` except `exclude`.
+    Deliver {
+        frame: Bytes,
+        users: Arc<[i64]>,
+        exclude: u64,
+    },
+    /// Queue `frame` on every local connection except `exclude` (world room).
+    Broadcast { frame: Bytes, exclude: u64 },
+    /// Queue `frame` on one connection (acks, errors).
+    ToConn { conn_id: u64, frame: Bytes },
+    /// Stop accepting connections and new sends (the first step of a graceful shutdown).
+    Drain,
+    /// Graceful shutdown: flush every queue, then close with 1001.
+    CloseAll,
+}
+
+/// Directory events for the dispatcher: which cores hold which users.
+pub enum DirEvent {
+    Up { user_id: i64, core: usize },
+    Down { user_id: i64, core: usize },
+}
+
+/// Connection ids carry their core in the top 16 bits.
+pub const CORE_SHIFT: u32 = 48;
+
+pub fn core_of(conn_id: u64) -> usize {
+    (conn_id >> CORE_SHIFT) as usize
+}
+
+pub struct Core {
+    pub index: usize,
+    pub gateway_id: String,
+    pub config: Rc<GatewayConfig>,
+    pub bridge: Bridge,
+    pub metrics: Arc<CoreMetrics>,
+    pub gateway_metrics: Arc<GatewayMetrics>,
+    pub dir_tx: mpsc::Sender<crate::side::DispatchMsg>,
+    pub upstream_tx: mpsc::Sender<pb::UpstreamMessage>,
+    /// No new connections or sends: the gateway is shutting down.
+    pub draining: Cell<bool>,
+    accept_cancel: RefCell<Option<Canceller>>,
+    conns: RefCell<HashMap<u64, Rc<Conn>>>,
+    by_user: RefCell<HashMap<i64, Vec<Rc<Conn>>>>,
+    next_conn: Cell<u64>,
+}
+
+/// What a core is built from (everything here is `Send`: it crosses into the core's thread).
+pub struct CoreDeps {
+    pub index: usize,
+    pub gateway_id: String,
+    pub config: GatewayConfig,
+    pub bridge: Bridge,
+    pub gateway_metrics: Arc<GatewayMetrics>,
+    pub dir_tx: mpsc::Sender<crate::side::DispatchMsg>,
+    pub upstream_tx: mpsc::Sender<pb::UpstreamMessage>,
+}
+
+impl Core {
+    pub fn new(d: CoreDeps) -> Rc<Core> {
+        Rc::new(Core {
+            index: d.index,
+            gateway_id: d.gateway_id,
+            config: Rc::new(d.config),
+            bridge: d.bridge,
+            metrics: d.gateway_metrics.cores[d.index].clone(),
+            gateway_metrics: d.gateway_metrics,
+            dir_tx: d.dir_tx,
+            upstream_tx: d.upstream_tx,
+            draining: Cell::new(false),
+            accept_cancel: RefCell::new(Some(Canceller::new())),
+            conns: RefCell::new(HashMap::new()),
+            by_user: RefCell::new(HashMap::new()),
+            next_conn: Cell::new(1),
+        })
+    }
+
+    /// The handle accept loops pass to `cancelable_accept`; None once draining.
+    pub fn accept_handle(&self) -> Option<CancelHandle> {
+        self.accept_cancel.borrow().as_ref().map(Canceller::handle)
+    }
+
+    fn next_conn_id(&self) -> u64 {
+        let n = self.next_conn.get();
+        self.next_conn.set(n + 1);
+        ((self.index as u64) << CORE_SHIFT) | (n & ((1 << CORE_SHIFT) - 1))
+    }
+
+    /// Adds a connection for `user`; tells the dispatcher when it is the user's first here.
+    pub async fn register(&self, user: pb::User) -> Rc<Conn> {
+        let conn = Conn::new(
+            self.next_conn_id(),
+            user,
+            self.config.send_queue_frames,
+            self.config.send_queue_bytes,
+            self.metrics.clone(),
+        );
+        let first = {
+            let mut by_user = self.by_user.borrow_mut();
+            let list = by_user.entry(conn.user_id()).or_default();
+            list.push(conn.clone());
+            list.len() == 1
+        };
+        self.conns.borrow_mut().insert(conn.id, conn.clone());
+        self.metrics.connections.fetch_add(1, Relaxed);
+        self.metrics.connections_total.fetch_add(1, Relaxed);
+        if first {
+            let _ = self
+                .dir_tx
+                .send(crate::side::DispatchMsg::Dir(DirEvent::Up {
+                    user_id: conn.user_id(),
+                    core: self.index,
+                }))
+                .await;
+        }
+        conn
+    }
+
+    pub async fn unregister(&self, conn: &Rc<Conn>) {
+        if self.conns.borrow_mut().remove(&conn.id).is_none() {
+            return;
+        }
+        self.metrics.connections.fetch_sub(1, Relaxed);
+        let last = {
+            let mut by_user = self.by_user.borrow_mut();
+            match by_user.get_mut(&conn.user_id()) {
+                Some(list) => {
+                    list.retain(|c| c.id != conn.id);
+                    if list.is_empty() {
+                        by_user.remove(&conn.user_id());
+                        true
+                    } else {
+                        false
+                    }
+                }
+                None => false,
+            }
+        };
+        if last {
+            let _ = self
+                .dir_tx
+                .send(crate::side::DispatchMsg::Dir(DirEvent::Down {
+                    user_id: conn.user_id(),
+                    core: self.index,
+                }))
+                .await;
+        }
+    }
+
+    pub fn conn(&self, id: u64) -> Option<Rc<Conn>> {
+        self.conns.borrow().get(&id).cloned()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.borrow().len()
+    }
+
+    fn handle(&self, msg: CoreMsg) {
+        match msg {
+            CoreMsg::Deliver {
+                frame,
+                users,
+                exclude,
+            } => {
+                let by_user = self.by_user.borrow();
+                let mut n = 0;
+                for u in users.iter() {
+                    if let Some(list) = by_user.get(u) {
+                        for c in list {
+                            if c.id != exclude && c.push(frame.clone()) {
+                                n += 1;
+                            }
+                        }
+                    }
+                }
+                self.metrics.deliveries.fetch_add(n, Relaxed);
+            }
+            CoreMsg::Broadcast { frame, exclude } => {
+                let conns = self.conns.borrow();
+                let mut n = 0;
+                for c in conns.values() {
+                    if c.id != exclude && c.push(frame.clone()) {
+                        n += 1;
+                    }
+                }
+                self.metrics.deliveries.fetch_add(n, Relaxed);
+            }
+            CoreMsg::ToConn { conn_id, frame } => {
+                if let Some(c) = self.conn(conn_id) {
+                    c.push(frame);
+                }
+            }
+            CoreMsg::Drain => {
+                self.draining.set(true);
+                if let Some(c) = self.accept_cancel.borrow_mut().take() {
+                    let _ = c.cancel();
+                }
+            }
+            CoreMsg::CloseAll => {
+                self.handle(CoreMsg::Drain);
+                let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
+                for c in conns {
+                    c.close(frame::code::GOING_AWAY, "server shutting down", true);
+                }
+            }
+        }
+    }
+
+    /// Runs the inbox until the dispatcher goes away.
+    pub async fn run_inbox(self: Rc<Self>, mut rx: mpsc::Receiver<CoreMsg>) {
+        let mut buf = Vec::with_capacity(256);
+        while rx.recv_many(&mut buf, 256).await > 0 {
+            for msg in buf.drain(..) {
+                self.handle(msg);
+            }
+        }
+    }
+
+    /// Closes connections that stayed silent past the heartbeat timeout; pings the idle
+    /// ones (browsers answer pings by themselves, which counts as life).
+    pub async fn run_heartbeat(self: Rc<Self>) {
+        let timeout = Duration::from_secs(self.config.heartbeat_timeout_secs);
+        let every = (timeout / 3).clamp(Duration::from_millis(200), Duration::from_secs(10));
+        loop {
+            monoio::time::sleep(every).await;
+            let now = Instant::now();
+            let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
+            for c in conns {
+                let idle = c.idle_for(now);
+                if idle >= timeout {
+                    self.metrics.heartbeat_closes.fetch_add(1, Relaxed);
+                    c.close(frame::code::GOING_AWAY, "heartbeat timeout", false);
+                } else if idle >= timeout / 3 {
+                    c.push(frame::ping());
+                }
+            }
+        }
+    }
+
+    /// Refreshes the presence entries of this core's connections in the cache.
+    pub async fn run_presence_refresh(self: Rc<Self>) {
+        let every = Duration::from_secs(self.config.presence_refresh_secs);
+        loop {
+            monoio::time::sleep(every).await;
+            let entries: Vec<pb::HeartbeatEntry> = self
+                .conns
+                .borrow()
+                .values()
+                .map(|c| pb::HeartbeatEntry {
+                    user_id: c.user_id(),
+                    conn_id: c.id,
+                })
+                .collect();
+            if entries.is_empty() {
+                continue;
+            }
+            let gateway_id = self.gateway_id.clone();
+            self.bridge
+                .spawn("presence refresh", move |logic| async move {
+                    logic
+                        .heartbeat(pb::HeartbeatRequest {
+                            gateway_id,
+                            entries,
+                        })
+                        .await
+                });
+        }
+    }
+}

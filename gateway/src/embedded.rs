@@ -1,0 +1,79 @@
+//! The embedded profile: all four services in one process. The backend (im-logic,
+//! im-repo's store, im-task) runs on a tokio runtime with the in-process adapters; the
+//! gateway cores run on their own monoio threads and reach the backend through the bridge.
+
+use std::sync::Arc;
+
+use im_logic::{consumer, LogicService};
+use ringchat_core::shutdown::{Shutdown, ShutdownSignal};
+use ringchat_core::{Config, Ports};
+
+use crate::server::{Backend, Gateway};
+
+/// A running embedded system.
+pub struct Embedded {
+    pub gateway: Gateway,
+    pub ports: Ports,
+    pub logic: Arc<LogicService>,
+    backend_stop: Shutdown,
+    workers: Vec<tokio::task::JoinHandle<ringchat_core::Result<()>>>,
+}
+
+impl Embedded {
+    /// Starts the backend on the current tokio runtime and the gateway beside it.
+    pub async fn start(config: &Config) -> anyhow::Result<Embedded> {
+        let ports = Ports::embedded(config).await?;
+        Self::start_with(config, ports).await
+    }
+
+    /// As [`Embedded::start`], with ports chosen by the caller (tests swap the notifier).
+    pub async fn start_with(config: &Config, ports: Ports) -> anyhow::Result<Embedded> {
+        let logic = Arc::new(LogicService::new(config, ports.clone())?);
+        let (backend_stop, signal) = Shutdown::new();
+        let mut workers = consumer::spawn_upstream_consumers(
+            &logic,
+            config.logic.upstream_consumers,
+            config.logic.append_batch,
+            &signal,
+        );
+        let task = Arc::new(im_task::TaskService::new(
+            ports.clone(),
+            config.task.fanout_batch,
+        ));
+        workers.push(tokio::spawn(im_task::run(task, signal)));
+        let gateway = Gateway::start(
+            &config.gateway,
+            &config.node.id,
+            Backend {
+                runtime: tokio::runtime::Handle::current(),
+                logic: logic.clone(),
+                bus: ports.bus.clone(),
+                discovery: ports.discovery.clone(),
+            },
+        )
+        .await?;
+        Ok(Embedded {
+            gateway,
+            ports,
+            logic,
+            backend_stop,
+            workers,
+        })
+    }
+
+    /// Runs until `signal` fires, then shuts down gracefully.
+    pub async fn run_until(self, mut signal: ShutdownSignal) {
+        signal.wait().await;
+        self.shutdown().await;
+    }
+
+    /// Gateway first (drain, wait for acks, close sockets with 1001), then the backend.
+    pub async fn shutdown(self) {
+        self.gateway.shutdown().await;
+        self.backend_stop.trigger();
+        for w in self.workers {
+            let _ = w.await;
+        }
+        tracing::info!("backend stopped");
+    }
+}

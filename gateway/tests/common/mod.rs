@@ -1,0 +1,423 @@
+//! End-to-end harness: the embedded system started in-process on port 0, driven by real
+//! clients (a small blocking HTTP/1.1 client and tungstenite's WebSocket client) over real
+//! loopback connections.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use im_gateway::embedded::Embedded;
+use ringchat_core::testkit::unique;
+use ringchat_core::Config;
+use serde_json::{json, Value};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub struct System {
+    pub rt: tokio::runtime::Runtime,
+    pub embedded: Option<Embedded>,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub db: PathBuf,
+    pub config: Config,
+}
+
+pub fn config_for(db: &PathBuf, extra: &[(&str, &str)]) -> Config {
+    let url = format!("sqlite://{}", db.display());
+    let mut env: HashMap<String, String> = [
+        (
+            "RINGCHAT_AUTH__JWT_SECRET",
+            "e2e-secret-e2e-secret-e2e-secret",
+        ),
+        ("RINGCHAT_AUTH__ARGON2_MEMORY_KIB", "64"),
+        ("RINGCHAT_AUTH__ARGON2_ITERATIONS", "1"),
+        ("RINGCHAT_GATEWAY__LISTEN", "127.0.0.1:0"),
+        ("RINGCHAT_GATEWAY__ADMIN_LISTEN", "127.0.0.1:0"),
+        ("RINGCHAT_GATEWAY__WORKERS", "2"),
+        ("RINGCHAT_STORE__URL", url.as_str()),
+        ("RINGCHAT_RUNTIME__WORKER_THREADS", "2"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    Config::from_toml_and_env("", &env).unwrap()
+}
+
+impl System {
+    pub fn start() -> System {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[(&str, &str)]) -> System {
+        let db = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(unique("e2e"))
+            .join("ringchat.db");
+        Self::start_on(db, extra)
+    }
+
+    /// Starts on an existing (or new) database file: restarts keep their data.
+    pub fn start_on(db: PathBuf, extra: &[(&str, &str)]) -> System {
+        let config = config_for(&db, extra);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let embedded = rt
+            .block_on(Embedded::start(&config))
+            .expect("system starts");
+        let (http, admin) = (embedded.gateway.addr, embedded.gateway.admin_addr);
+        System {
+            rt,
+            embedded: Some(embedded),
+            http,
+            admin,
+            db,
+            config,
+        }
+    }
+
+    pub fn shutdown(&mut self) {
+        if let Some(e) = self.embedded.take() {
+            self.rt.block_on(e.shutdown());
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn api(&self) -> Http {
+        Http {
+            addr: self.http,
+            token: None,
+        }
+    }
+
+    /// Registers and logs in a fresh user.
+    pub fn user(&self, prefix: &str) -> Client {
+        let name = format!("{prefix}{}", &unique("")[1..8]);
+        let r = self.api().post(
+            "/api/auth/register",
+            &json!({ "username": name, "password": "secret12" }),
+        );
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let r = self.api().post(
+            "/api/auth/login",
+            &json!({ "username": name, "password": "secret12" }),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        Client::from_auth(self, &r.body["data"])
+    }
+
+    pub fn guest(&self, name: &str) -> Client {
+        let r = self
+            .api()
+            .post("/api/auth/guest", &json!({ "guestName": name }));
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        Client::from_auth(self, &r.body["data"])
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        let r = Http {
+            addr: self.admin,
+            token: None,
+        }
+        .get("/metrics");
+        r.text
+            .lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A logged-in user.
+#[derive(Clone)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+    pub addr: SocketAddr,
+}
+
+impl Client {
+    fn from_auth(sys: &System, data: &Value) -> Client {
+        Client {
+            id: data["user"]["userId"].as_str().unwrap().to_string(),
+            name: data["user"]["username"].as_str().unwrap().to_string(),
+            token: data["token"].as_str().unwrap().to_string(),
+            addr: sys.http,
+        }
+    }
+
+    pub fn http(&self) -> Http {
+        Http {
+            addr: self.addr,
+            token: Some(self.token.clone()),
+        }
+    }
+
+    pub fn ws(&self) -> Ws {
+        Ws::connect(self.addr, &self.token).expect("websocket connects")
+    }
+
+    pub fn single_with(&self, other: &Client) -> String {
+        let r = self
+            .http()
+            .post("/api/conversations", &json!({ "targetUserId": other.id }));
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["data"]["conversationId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn history(&self, conversation: &str, query: &str) -> Vec<Value> {
+        let r = self.http().get(&format!(
+            "/api/conversations/{conversation}/messages{query}"
+        ));
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["data"].as_array().unwrap().clone()
+    }
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+    pub body: Value,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal blocking HTTP/1.1 client: one request per connection.
+pub struct Http {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+}
+
+impl Http {
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.request("GET", path, None, &[])
+    }
+    pub fn post(&self, path: &str, body: &Value) -> HttpResponse {
+        self.request("POST", path, Some(body.to_string().as_bytes()), &[])
+    }
+    pub fn put(&self, path: &str, body: &Value) -> HttpResponse {
+        self.request("PUT", path, Some(body.to_string().as_bytes()), &[])
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> HttpResponse {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
+            self.addr
+        );
+        if let Some(t) = &self.token {
+            req.push_str(&format!("authorization: Bearer {t}\r\n"));
+        }
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n",
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        let mut raw = req.into_bytes();
+        if let Some(b) = body {
+            raw.extend_from_slice(b);
+        }
+        send_raw(self.addr, &raw)
+    }
+}
+
+/// Sends raw bytes, reads the response until the server closes.
+pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> HttpResponse {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    parse_response(&out)
+}
+
+pub fn parse_response(out: &[u8]) -> HttpResponse {
+    let text = String::from_utf8_lossy(out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        text: body.to_string(),
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+    }
+}
+
+/// A WebSocket client speaking the GoChat protocol.
+pub struct Ws {
+    pub ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    pub conn_user: String,
+    /// Events read while waiting for something else.
+    pending: Vec<Value>,
+}
+
+impl Ws {
+    pub fn connect(addr: SocketAddr, token: &str) -> Result<Ws, tungstenite::Error> {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let (ws, _) = tungstenite::client(
+            format!("ws://{addr}/ws?token={token}"),
+            MaybeTlsStream::Plain(stream),
+        )
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => panic!("handshake interrupted"),
+        })?;
+        let mut ws = Ws {
+            ws,
+            conn_user: String::new(),
+            pending: Vec::new(),
+        };
+        let connected = ws.next_event();
+        assert_eq!(connected["type"], "connected", "{connected}");
+        ws.conn_user = connected["data"]["userId"].as_str().unwrap().to_string();
+        Ok(ws)
+    }
+
+    pub fn send_json(&mut self, v: &Value) {
+        self.ws.send(Message::text(v.to_string())).unwrap();
+    }
+
+    pub fn send_text(&mut self, s: &str) {
+        self.ws.send(Message::text(s.to_string())).unwrap();
+    }
+
+    pub fn send(&mut self, conversation: &str, content: &str, temp: &str) {
+        self.send_json(&json!({
+            "type": "send-message",
+            "data": { "conversationId": conversation, "content": content, "messageType": "text", "tempMessageId": temp },
+            "timestamp": 0,
+        }));
+    }
+
+    /// The next JSON event off the socket (pending ones first).
+    pub fn next_event(&mut self) -> Value {
+        if !self.pending.is_empty() {
+            return self.pending.remove(0);
+        }
+        self.read_event()
+    }
+
+    fn read_event(&mut self) -> Value {
+        loop {
+            match self.ws.read().expect("websocket read") {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).expect("json event"),
+                Message::Close(c) => panic!("connection closed: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The first event (buffered or new) that matches; others stay buffered.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.pending.iter().position(&pred) {
+            return self.pending.remove(i);
+        }
+        let end = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            let e = self.read_event();
+            if pred(&e) {
+                return e;
+            }
+            self.pending.push(e);
+        }
+    }
+
+    pub fn ack(&mut self, temp: &str) -> Value {
+        let t = temp.to_string();
+        let e = self.wait_for(&format!("ack of {temp}"), |e| {
+            (e["type"] == "message-ack" || e["type"] == "error")
+                && e["data"]["tempMessageId"] == t.as_str()
+        });
+        assert_eq!(e["type"], "message-ack", "expected an ack, got {e}");
+        e["data"].clone()
+    }
+
+    pub fn error(&mut self) -> Value {
+        let e = self.wait_for("an error frame", |e| e["type"] == "error");
+        e["data"].clone()
+    }
+
+    pub fn new_message(&mut self, conversation: &str) -> Value {
+        let c = conversation.to_string();
+        self.wait_for(&format!("new-message in {conversation}"), |e| {
+            e["type"] == "new-message" && e["data"]["conversationId"] == c.as_str()
+        })["data"]["message"]
+            .clone()
+    }
+
+    /// Round trip: proves the connection is open and everything sent before was processed
+    /// in order by the reader.
+    pub fn ping(&mut self) {
+        self.send_json(&json!({ "type": "ping", "data": {}, "timestamp": 0 }));
+        self.wait_for("pong", |e| e["type"] == "pong");
+    }
+
+    pub fn pending(&self) -> &[Value] {
+        &self.pending
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Close(c)) => return c.map(|c| u16::from(c.code)),
+                Ok(Message::Text(t)) => self
+                    .pending
+                    .push(serde_json::from_str(t.as_str()).unwrap_or(Value::Null)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
