@@ -347,9 +347,22 @@ impl Ws {
         self.read_event()
     }
 
+    /// `read`, retrying when a signal interrupts the system call (the test process also
+    /// runs the server's threads).
+    fn read_msg(&mut self) -> Result<Message, tungstenite::Error> {
+        loop {
+            match self.ws.read() {
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn read_event(&mut self) -> Value {
         loop {
-            match self.ws.read().expect("websocket read") {
+            match self.read_msg().expect("websocket read") {
                 Message::Text(t) => return serde_json::from_str(t.as_str()).expect("json event"),
                 Message::Close(c) => panic!("connection closed: {c:?}"),
                 _ => continue,
@@ -410,7 +423,7 @@ impl Ws {
     /// Reads until the server closes; returns the close code.
     pub fn close_code(&mut self) -> Option<u16> {
         loop {
-            match self.ws.read() {
+            match self.read_msg() {
                 Ok(Message::Close(c)) => return c.map(|c| u16::from(c.code)),
                 Ok(Message::Text(t)) => self
                     .pending
