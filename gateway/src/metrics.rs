@@ -66,7 +66,8 @@ impl GatewayMetrics {
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let per_core: [(&str, &str, fn(&CoreMetrics) -> u64); 13] = [
+        type Getter = fn(&CoreMetrics) -> u64;
+        let per_core: [(&str, &str, Getter); 13] = [
             (
                 "ringchat_gateway_connections",
                 "open WebSocket connections",

@@ -159,6 +159,7 @@ async fn read_loop(
                 Ok(msg) => {
                     conn.touch();
                     if !on_message(core, conn, msg, &mut limit) {
+                        tracing::debug!(conn_id = conn.id, "peer sent close");
                         flush_tx(conn, &mut io);
                         conn.finish();
                         return;
@@ -166,6 +167,7 @@ async fn read_loop(
                 }
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    tracing::debug!(conn_id = conn.id, "websocket closed by the close handshake");
                     flush_tx(conn, &mut io);
                     conn.finish();
                     return;
@@ -188,7 +190,14 @@ async fn read_loop(
         let (res, b) = rd.cancelable_read(buf, cancel).await;
         buf = b;
         match res {
-            Ok(0) | Err(_) => return,
+            Ok(0) => {
+                tracing::debug!(conn_id = conn.id, "peer closed the connection");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(conn_id = conn.id, error = %e, "read ended");
+                return;
+            }
             Ok(n) => io.rx.extend_from_slice(&buf[..n]),
         }
     }

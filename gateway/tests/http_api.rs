@@ -412,3 +412,32 @@ fn admin_port_serves_health_readiness_and_metrics() {
     assert!(sys.metric("ringchat_gateway_connections{") >= 1.0);
     assert!(sys.metric("ringchat_gateway_http_requests_total") >= 2.0);
 }
+
+#[test]
+fn cors_origins_can_be_restricted() {
+    let sys = System::start_with(&[("RINGCHAT_GATEWAY__CORS_ORIGINS", "http://app.example")]);
+    let allowed = sys.api().request(
+        "POST",
+        "/api/auth/guest",
+        Some(b"{}"),
+        &[("origin", "http://app.example")],
+    );
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("http://app.example")
+    );
+    let other = sys.api().request(
+        "POST",
+        "/api/auth/guest",
+        Some(b"{}"),
+        &[("origin", "http://evil.example")],
+    );
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    let pre = sys.api().request(
+        "OPTIONS",
+        "/api/auth/login",
+        None,
+        &[("origin", "http://evil.example")],
+    );
+    assert_eq!(pre.status, 403);
+}

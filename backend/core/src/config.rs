@@ -289,7 +289,9 @@ pub struct GatewayConfig {
     pub http_max_body_bytes: usize,
     /// Largest HTTP request head (request line and headers).
     pub http_max_head_bytes: usize,
-    /// Allowed CORS origins; `*` allows any (the embedded/dev default).
+    /// Allowed CORS origins; `*` allows any (the embedded/dev default). In the
+    /// environment: a comma-separated list.
+    #[serde(deserialize_with = "string_or_list")]
     pub cors_origins: Vec<String>,
     /// Where the distributed gateway reaches im-logic.
     pub logic_url: String,
@@ -484,6 +486,24 @@ impl Config {
     }
 }
 
+/// A list given as a TOML array or as one comma-separated string (environment overrides).
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+        Either::Many(v) => v,
+    })
+}
+
 fn env_value(raw: &str) -> toml::Value {
     if let Ok(i) = raw.parse::<i64>() {
         return toml::Value::Integer(i);
@@ -553,6 +573,28 @@ mod tests {
         assert_eq!(c.logic.large_group_threshold, 20);
         assert_eq!(c.node.id, "a");
         assert!(!c.uses_dev_secret());
+    }
+
+    #[test]
+    fn lists_come_from_arrays_or_comma_separated_env() {
+        let c = Config::from_toml_and_env(
+            "[gateway]\ncors_origins = [\"http://a\", \"http://b\"]\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.gateway.cors_origins, vec!["http://a", "http://b"]);
+        let c = Config::from_toml_and_env(
+            "",
+            &env(&[(
+                "RINGCHAT_GATEWAY__CORS_ORIGINS",
+                "http://localhost:5173, http://x",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.gateway.cors_origins,
+            vec!["http://localhost:5173", "http://x"]
+        );
     }
 
     #[test]

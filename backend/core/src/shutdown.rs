@@ -44,8 +44,8 @@ impl ShutdownSignal {
         }
     }
 
-    /// An owned future for APIs that take `impl Future<Output = ()>`.
-    pub fn into_future(mut self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        async move { self.wait().await }
+    /// Waits by value, for APIs that take an owned `impl Future<Output = ()>`.
+    pub async fn into_future(mut self) {
+        self.wait().await
     }
 }

@@ -27,7 +27,7 @@ pub struct System {
     pub config: Config,
 }
 
-pub fn config_for(db: &PathBuf, extra: &[(&str, &str)]) -> Config {
+pub fn config_for(db: &std::path::Path, extra: &[(&str, &str)]) -> Config {
     let url = format!("sqlite://{}", db.display());
     let mut env: HashMap<String, String> = [
         (

@@ -29,7 +29,7 @@ struct State {
 impl State {
     fn maybe_sweep(&mut self, now: Instant) {
         self.writes += 1;
-        if self.writes % 4096 != 0 {
+        if !self.writes.is_multiple_of(4096) {
             return;
         }
         self.values.retain(|_, (_, exp)| *exp > now);
