@@ -1,0 +1,98 @@
+//! The perf harness's smoke run, so it never rots: the real `loadgen` binary drives a few
+//! hundred connections for a few seconds against the embedded system started in-process.
+//! Nothing about speed is asserted; delivery is (no loss, no duplicates), and so is the
+//! report's shape.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use im_gateway::embedded::Embedded;
+use ringchat_core::Config;
+
+#[test]
+fn smoke_run_delivers_everything_and_writes_its_report() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(ringchat_core::testkit::unique("smoke"));
+    let db = format!("sqlite://{}/ringchat.db", dir.display());
+    let env: HashMap<String, String> = [
+        (
+            "RINGCHAT_AUTH__JWT_SECRET",
+            "smoke-secret-smoke-secret-smoke",
+        ),
+        ("RINGCHAT_AUTH__ARGON2_MEMORY_KIB", "64"),
+        ("RINGCHAT_AUTH__ARGON2_ITERATIONS", "1"),
+        ("RINGCHAT_GATEWAY__LISTEN", "127.0.0.1:0"),
+        ("RINGCHAT_GATEWAY__ADMIN_LISTEN", "127.0.0.1:0"),
+        ("RINGCHAT_GATEWAY__WORKERS", "2"),
+        ("RINGCHAT_STORE__URL", db.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = Config::from_toml_and_env("", &env).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let system = rt.block_on(Embedded::start(&config)).unwrap();
+    let target = system.gateway.addr.to_string();
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../perf/scenarios/smoke.toml");
+
+    for (name, extra) in [
+        ("world", vec![]),
+        (
+            "group",
+            vec![
+                "kind=\"group\"",
+                "groups=10",
+                "group_size=10",
+                "rate_per_sec=5.0",
+            ],
+        ),
+        (
+            "single",
+            vec!["kind=\"single\"", "connections=60", "rate_per_sec=2.0"],
+        ),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+        cmd.args(["run", "--scenario", scenario, "--target", &target, "--out"])
+            .arg(&dir)
+            .args([
+                "--stem",
+                name,
+                "--set",
+                "duration_secs=2.0",
+                "--set",
+                "drain_secs=2.0",
+            ]);
+        for e in &extra {
+            cmd.args(["--set", e]);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: {}\n{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        let run = &report["runs"][0];
+        assert!(run["sent"].as_u64().unwrap() > 0, "{name}: nothing sent");
+        assert_eq!(run["lost"], 0, "{name}: {stdout}");
+        assert_eq!(run["duplicates"], 0, "{name}: {stdout}");
+        assert_eq!(run["delivered"], run["expected_deliveries"], "{name}");
+        assert!(run["delivery_latency_ms"]["p99"].is_number(), "{name}");
+        assert!(dir.join(format!("{name}-percentiles.svg")).exists());
+        assert!(dir.join(format!("{name}-timeseries.svg")).exists());
+        assert!(
+            stdout.contains("delivery ms"),
+            "{name}: the table is printed"
+        );
+    }
+    rt.block_on(system.shutdown());
+}
