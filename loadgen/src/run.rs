@@ -354,6 +354,34 @@ async fn thread_async(
 
 type Writer = monoio::io::OwnedWriteHalf<TcpStream>;
 
+/// Sleeps until shortly before `t`, then yields to other tasks until `t`: the timer wheel
+/// alone wakes up to a millisecond late, and that lateness would count as server latency.
+async fn precise_wait_until(t: u64) {
+    const SLACK: u64 = 2_000_000;
+    let now = now_ns();
+    if t > now + SLACK {
+        monoio::time::sleep(Duration::from_nanos(t - now - SLACK)).await;
+    }
+    while now_ns() < t {
+        YieldNow(false).await;
+    }
+}
+
+/// Returns Pending once (waking itself), letting the runtime run other tasks and poll I/O.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn sender(
     plan: Arc<Plan>,
@@ -373,10 +401,7 @@ async fn sender(
         if intended >= end {
             break;
         }
-        let now = now_ns();
-        if intended > now {
-            monoio::time::sleep(Duration::from_nanos(intended - now)).await;
-        }
+        precise_wait_until(intended).await;
         let gid = k * sp.stride + sp.slot;
         let mut content = format!("LG|{}|{gid}|{}|{intended}|", sp.room, sp.conn);
         while content.len() < pad {
