@@ -397,7 +397,7 @@ async fn read_head(core: &Core, stream: &mut TcpStream, buf: &mut Vec<u8>) -> He
                 ));
             }
         }
-        let chunk = Vec::with_capacity(4096);
+        let chunk = Vec::with_capacity(2048);
         match monoio::time::timeout(IDLE_TIMEOUT, stream.read(chunk)).await {
             Ok((Ok(n), chunk)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
             _ => return Head::Closed,
@@ -458,6 +458,9 @@ async fn upgrade(core: Rc<Core>, mut stream: TcpStream, req: Request, leftover: 
             return;
         }
     };
+    // nothing of the request is needed past the handshake: free it before the long wait
+    drop(req);
+    drop(cors);
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"

@@ -136,7 +136,9 @@ async fn read_loop(
 ) {
     let cfg = &core.config;
     let ws_config = WebSocketConfig::default()
-        .read_buffer_size(cfg.read_buffer_bytes)
+        // tungstenite's own buffer only holds what we copy in from `rx`: keep it small,
+        // it grows for large messages (idle connections are most connections)
+        .read_buffer_size(512)
         .write_buffer_size(0)
         .max_message_size(Some(cfg.max_frame_bytes))
         .max_frame_size(Some(cfg.max_frame_bytes));
@@ -145,6 +147,8 @@ async fn read_loop(
         rx: BytesMut::from(&leftover[..]),
         tx: Vec::new(),
     };
+    // the handshake's buffer: do not keep it for the life of the connection
+    drop(leftover);
     let mut limit = RateLimit {
         tokens: f64::from(cfg.rate_limit_burst),
         last: Instant::now(),

@@ -91,7 +91,8 @@ pub fn summarize(
     let lost = expected.saturating_sub(delivered);
     let window = s.duration_secs.max(1e-9);
     let deliveries_per_sec = delivered as f64 / window;
-    let cpu_util = own_cpu / (wall_secs * threads as f64).max(1e-9);
+    // busy share of the loadgen's threads while measuring (ramp and provisioning excluded)
+    let cpu_util = r.window_cpu_secs / (r.window_secs * threads as f64).max(1e-9);
     let server_json = server.map(|st| {
         let cpu = st.cpu_after - st.cpu_before;
         json!({
@@ -147,8 +148,10 @@ pub fn summarize(
             "cpu_secs": own_cpu,
             "wall_secs": wall_secs,
             "threads": threads,
+            "window_cpu_secs": r.window_cpu_secs,
+            "window_secs": r.window_secs,
             "cpu_utilisation": cpu_util,
-            "bound": cpu_util > 0.9,
+            "bound": cpu_util > 0.85,
         },
         "server": server_json,
         "seconds": seconds,
@@ -202,9 +205,9 @@ pub fn print_table(v: &Value) {
     }
     let lg = &v["loadgen"];
     println!(
-        "loadgen          {:.2} CPU s over {:.1} s on {} thread(s): {:.0}% busy{}",
-        lg["cpu_secs"].as_f64().unwrap_or(0.0),
-        lg["wall_secs"].as_f64().unwrap_or(0.0),
+        "loadgen          {:.2} CPU s in the {:.1} s measured window on {} thread(s): {:.0}% busy{}",
+        lg["window_cpu_secs"].as_f64().unwrap_or(0.0),
+        lg["window_secs"].as_f64().unwrap_or(0.0),
         lg["threads"],
         lg["cpu_utilisation"].as_f64().unwrap_or(0.0) * 100.0,
         if lg["bound"] == true {
@@ -422,7 +425,7 @@ fn get(v: &Value, path: &[&str]) -> Option<f64> {
 pub fn compare_markdown(summaries: &[Value]) -> String {
     let mut md = String::new();
     let base = &summaries[0];
-    let rows: [(&str, &[&str], bool); 8] = [
+    let rows: [(&str, &[&str], bool); 9] = [
         ("deliveries/s", &["deliveries_per_sec"], true),
         ("p50 delivery (ms)", &["delivery_latency_ms", "p50"], false),
         ("p99 delivery (ms)", &["delivery_latency_ms", "p99"], false),
@@ -446,6 +449,11 @@ pub fn compare_markdown(summaries: &[Value]) -> String {
             &["server", "rss_per_connection_bytes"],
             false,
         ),
+        (
+            "loadgen busy while measuring",
+            &["loadgen", "cpu_utilisation"],
+            false,
+        ),
         ("lost / duplicates", &["lost"], false),
     ];
     let _ = write!(md, "| metric |");
@@ -463,6 +471,9 @@ pub fn compare_markdown(summaries: &[Value]) -> String {
         for s in summaries {
             if name.starts_with("lost") {
                 let _ = write!(md, " {} / {} |", s["lost"], s["duplicates"]);
+            } else if name.starts_with("server RSS") && get(s, path).is_some_and(|v| v < 0.0) {
+                // the server freed more (e.g. provisioning buffers) than the connections took
+                md.push_str(" n/a (RSS fell) |");
             } else {
                 match get(s, path) {
                     Some(v) => {
@@ -474,7 +485,9 @@ pub fn compare_markdown(summaries: &[Value]) -> String {
         }
         for s in &summaries[1..] {
             match (get(base, path), get(s, path)) {
-                (Some(a), Some(b)) if b != 0.0 && !name.starts_with("lost") => {
+                (Some(a), Some(b))
+                    if b != 0.0 && !name.starts_with("lost") && a >= 0.0 && b >= 0.0 =>
+                {
                     let _ = write!(md, " {:.2}x |", a / b);
                 }
                 _ => md.push_str(" - |"),

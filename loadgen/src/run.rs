@@ -202,6 +202,8 @@ pub fn run_part(
     }
     let ramp_secs = (now_ns() - ramp_start) as f64 / 1e9;
     ready();
+    let (window_cpu0, _) = crate::clock::cpu_seconds();
+    let window_start = now_ns();
     // live progress while running
     let mut prev = (0, 0);
     while handles.iter().any(|h| !h.is_finished()) {
@@ -226,6 +228,8 @@ pub fn run_part(
         prev = (sent, recv);
     }
     let mut result = PartResult::default();
+    result.window_cpu_secs = crate::clock::cpu_seconds().0 - window_cpu0;
+    result.window_secs = (now_ns() - window_start) as f64 / 1e9;
     result.ramp_secs = ramp_secs;
     result.connected = shared.connected.load(Relaxed);
     result.failed = shared.failed.load(Relaxed);
@@ -273,9 +277,17 @@ async fn thread_async(
     stats: Rc<RefCell<ThreadStats>>,
 ) {
     let s = &plan.scenario;
-    let gap = Duration::from_secs_f64(1.0 / ramp_per_sec.max(1.0));
+    // paced by schedule (connection i at ramp_start + i/rate), sleeping only when ahead:
+    // fixed sleeps between connects would add the timer's granularity to every gap
+    let gap_ns = (1e9 / ramp_per_sec.max(1.0)) as u64;
+    let ramp_start = now_ns();
     let mut writers = HashMap::new();
-    for c in &conns {
+    for (i, c) in conns.iter().enumerate() {
+        let due = ramp_start + i as u64 * gap_ns;
+        let now = now_ns();
+        if due > now + 1_000_000 {
+            monoio::time::sleep(Duration::from_nanos(due - now)).await;
+        }
         let t0 = now_ns();
         let conn = &plan.conns[*c];
         let stream = connect_std(plan.target, *c, s.source_addrs).and_then(TcpStream::from_std);
@@ -310,7 +322,6 @@ async fn thread_async(
                 eprintln!("loadgen: handshake {c}: {e}");
             }
         }
-        monoio::time::sleep(gap).await;
     }
     // the common start
     let start = loop {
@@ -354,34 +365,6 @@ async fn thread_async(
 
 type Writer = monoio::io::OwnedWriteHalf<TcpStream>;
 
-/// Sleeps until shortly before `t`, then yields to other tasks until `t`: the timer wheel
-/// alone wakes up to a millisecond late, and that lateness would count as server latency.
-async fn precise_wait_until(t: u64) {
-    const SLACK: u64 = 2_000_000;
-    let now = now_ns();
-    if t > now + SLACK {
-        monoio::time::sleep(Duration::from_nanos(t - now - SLACK)).await;
-    }
-    while now_ns() < t {
-        YieldNow(false).await;
-    }
-}
-
-/// Returns Pending once (waking itself), letting the runtime run other tasks and poll I/O.
-struct YieldNow(bool);
-
-impl std::future::Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn sender(
     plan: Arc<Plan>,
@@ -401,7 +384,12 @@ async fn sender(
         if intended >= end {
             break;
         }
-        precise_wait_until(intended).await;
+        // the timer wheel has millisecond granularity: a send can leave up to ~1 ms after
+        // its intended time, and that lateness counts as latency (the same for every server)
+        let now = now_ns();
+        if intended > now {
+            monoio::time::sleep(Duration::from_nanos(intended - now)).await;
+        }
         let gid = k * sp.stride + sp.slot;
         let mut content = format!("LG|{}|{gid}|{}|{intended}|", sp.room, sp.conn);
         while content.len() < pad {

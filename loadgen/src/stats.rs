@@ -76,6 +76,10 @@ pub struct PartResult {
     pub failed: usize,
     pub ramp_secs: f64,
     pub cpu_secs: f64,
+    /// CPU seconds of this process from the common start to the end of the drain, and
+    /// that window's length: the basis of the load-generator-bound verdict.
+    pub window_cpu_secs: f64,
+    pub window_secs: f64,
     #[serde(skip)]
     pub seen: HashMap<usize, Vec<u64>>,
 }
@@ -95,6 +99,8 @@ impl Default for PartResult {
             failed: 0,
             ramp_secs: 0.0,
             cpu_secs: 0.0,
+            window_cpu_secs: 0.0,
+            window_secs: 0.0,
             seen: HashMap::new(),
         }
     }
@@ -175,5 +181,7 @@ impl PartResult {
         self.failed += other.failed;
         self.ramp_secs = self.ramp_secs.max(other.ramp_secs);
         self.cpu_secs += other.cpu_secs;
+        self.window_cpu_secs += other.window_cpu_secs;
+        self.window_secs = self.window_secs.max(other.window_secs);
     }
 }

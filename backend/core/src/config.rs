@@ -323,7 +323,7 @@ impl Default for GatewayConfig {
             cors_origins: vec!["*".into()],
             logic_url: "http://127.0.0.1:9001".into(),
             shutdown_grace_secs: 10,
-            read_buffer_bytes: 4096,
+            read_buffer_bytes: 1024,
         }
     }
 }
