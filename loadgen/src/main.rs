@@ -169,10 +169,12 @@ fn cmd_run(args: &Args) -> anyhow::Result<()> {
                 && old.peer == peer;
             if same {
                 eprintln!("[plan] reusing accounts from {}", p.display());
+                // same accounts and rooms; a fresh schedule and run id
                 plan::Plan {
                     scenario: scenario.clone(),
-                    senders: old.senders.clone(),
+                    senders: plan::schedule(&scenario, &old.conns),
                     target,
+                    run_id: format!("{:x}", clock::now_ns() % 0xff_ffff),
                     ..old
                 }
             } else {

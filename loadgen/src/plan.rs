@@ -48,6 +48,10 @@ pub struct Plan {
     pub conns: Vec<ConnPlan>,
     pub senders: Vec<SenderPlan>,
     pub rooms: Vec<RoomPlan>,
+    /// Unique per run (also when accounts are reused): part of every tempMessageId, so a
+    /// rerun's messages are new messages, not idempotent resends of the last run's.
+    #[serde(default)]
+    pub run_id: String,
 }
 
 /// A blocking HTTP/1.1 request to the server's API.
@@ -275,10 +279,12 @@ pub fn build(
         conns,
         senders,
         rooms,
+        run_id: run,
     })
 }
 
-fn schedule(s: &Scenario, conns: &[ConnPlan]) -> Vec<SenderPlan> {
+/// The send schedule of a scenario over given connections.
+pub fn schedule(s: &Scenario, conns: &[ConnPlan]) -> Vec<SenderPlan> {
     let ns = |secs: f64| (secs * 1e9) as u64;
     match s.kind {
         Kind::Idle => Vec::new(),

@@ -396,8 +396,8 @@ async fn sender(
             content.push('x');
         }
         let frame = format!(
-            r#"{{"type":"send-message","data":{{"conversationId":"{}","content":"{content}","messageType":"text","tempMessageId":"lg-{}-{k}"}},"timestamp":0}}"#,
-            room.conversation_id, sp.conn
+            r#"{{"type":"send-message","data":{{"conversationId":"{}","content":"{content}","messageType":"text","tempMessageId":"lg-{}-{}-{k}"}},"timestamp":0}}"#,
+            room.conversation_id, plan.run_id, sp.conn
         );
         let (r, _) = wr.write_all(client_text(frame.as_bytes())).await;
         if r.is_err() {

@@ -39,8 +39,12 @@ fn smoke_run_delivers_everything_and_writes_its_report() {
     let target = system.gateway.addr.to_string();
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../perf/scenarios/smoke.toml");
 
+    let accounts = dir.join("accounts.json");
+    let accounts = accounts.to_str().unwrap();
     for (name, extra) in [
         ("world", vec![]),
+        // two worker processes, merged; reusing the accounts the first run saved
+        ("world-2proc", vec!["processes=2"]),
         (
             "group",
             vec![
@@ -68,6 +72,9 @@ fn smoke_run_delivers_everything_and_writes_its_report() {
             ]);
         for e in &extra {
             cmd.args(["--set", e]);
+        }
+        if name.starts_with("world") {
+            cmd.args(["--accounts", accounts]);
         }
         let out = cmd.output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
