@@ -50,7 +50,8 @@ fn a_reader_that_never_reads_does_not_hold_up_the_others() {
     });
     let mut s = sender.ws();
     let mut r = reader.ws();
-    const N: usize = 600;
+    // 16 MB: more than loopback socket buffers (a few MB each way) plus the 64-frame queue
+    const N: usize = 1000;
     let body = "x".repeat(16 * 1024);
     for i in 0..N {
         s.send(&conv, &body, &format!("f-{i}"));
