@@ -62,3 +62,19 @@ pub fn proc_stats(pid: u32) -> Option<(f64, u64)> {
         .ok()?;
     Some((ticks / hz, rss_kb * 1024))
 }
+
+/// The soft limit on open files of this process.
+pub fn open_file_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we own.
+    #[allow(unsafe_code)]
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0;
+    if ok {
+        r.rlim_cur
+    } else {
+        1024
+    }
+}

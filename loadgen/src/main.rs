@@ -146,6 +146,16 @@ fn cmd_run(args: &Args) -> anyhow::Result<()> {
         scenario.set(kv)?;
     }
     scenario.validate()?;
+    // one process holds at most its open-file limit: spread beyond it over workers
+    let per_process = clock::open_file_limit().saturating_sub(256).max(64) as usize;
+    let needed = scenario.connections.div_ceil(per_process);
+    if needed > scenario.processes {
+        eprintln!(
+            "[plan] {} connections exceed one process's open-file limit ({per_process} usable): using {needed} worker processes",
+            scenario.connections
+        );
+        scenario.processes = needed;
+    }
     let target = resolve(
         args.get("--target")
             .context("--target HOST:PORT is required")?,
