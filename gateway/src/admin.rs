@@ -44,10 +44,13 @@ pub async fn route(core: &Rc<Core>, req: &Request) -> Response {
             "text/plain; version=0.0.4",
             core.gateway_metrics.render(),
         ),
-        _ => Response::raw_error(
-            404,
-            "NOT_FOUND",
-            "admin endpoints: /healthz, /readyz, /metrics",
-        ),
+        _ => {
+            core.metrics.error(ErrorCode::NotFound);
+            Response::raw_error(
+                404,
+                "NOT_FOUND",
+                "admin endpoints: /healthz, /readyz, /metrics",
+            )
+        }
     }
 }

@@ -46,12 +46,15 @@ pub async fn route(core: &Rc<Core>, req: &Request) -> Response {
         ("DELETE", ["api", "groups", id, "members", user]) => {
             remove_member(core, req, id, user).await
         }
-        (_, path) => return not_routed(m, path),
+        (_, path) => return not_routed(core, m, path),
     };
-    result.unwrap_or_else(|e| Response::error(&e))
+    result.unwrap_or_else(|e| {
+        core.metrics.error(e.code);
+        Response::error(&e)
+    })
 }
 
-fn not_routed(method: &str, path: &[&str]) -> Response {
+fn not_routed(core: &Core, method: &str, path: &[&str]) -> Response {
     let known = matches!(
         path,
         ["api", "auth", _]
@@ -68,6 +71,7 @@ fn not_routed(method: &str, path: &[&str]) -> Response {
             &format!("{method} is not allowed here"),
         )
     } else {
+        core.metrics.error(ErrorCode::NotFound);
         Response::error(&Error::new(ErrorCode::NotFound, "no such endpoint"))
     }
 }

@@ -295,6 +295,9 @@ pub async fn serve_conn(core: Rc<Core>, mut stream: TcpStream, site: Site) {
             .is_some_and(|c| c.eq_ignore_ascii_case("close"));
         let cors = cors_headers(&core.config.cors_origins, &req);
         let resp = if req.method == "OPTIONS" {
+            if cors.is_empty() {
+                core.metrics.error(ErrorCode::Forbidden);
+            }
             preflight(&req, !cors.is_empty())
         } else {
             match site {
@@ -302,17 +305,6 @@ pub async fn serve_conn(core: Rc<Core>, mut stream: TcpStream, site: Site) {
                 Site::Admin => crate::admin::route(&core, &req).await,
             }
         };
-        if resp.status >= 400 {
-            if let Ok(v) = serde_json::from_slice::<Value>(&resp.body) {
-                if let Some(code) = v
-                    .get("code")
-                    .and_then(Value::as_str)
-                    .and_then(ErrorCode::parse)
-                {
-                    core.metrics.error(code);
-                }
-            }
-        }
         let (res, _) = stream.write_all(encode(&resp, &cors, keep_alive)).await;
         if res.is_err() || !keep_alive {
             return;

@@ -87,19 +87,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, user: pb::User, leftover: 
         core = core.index,
         "websocket open"
     );
-    {
-        let (user_id, gateway_id, conn_id) = (conn.user_id(), core.gateway_id.clone(), conn.id);
-        core.bridge
-            .spawn("presence connect", move |logic| async move {
-                logic
-                    .user_connected(pb::PresenceRequest {
-                        user_id,
-                        gateway_id,
-                        conn_id,
-                    })
-                    .await
-            });
-    }
+    report_presence(&core, &conn, true);
     conn.push(frame::text(&json::event(
         "connected",
         json!({ "userId": conn.user_id().to_string(), "gatewayId": core.gateway_id, "connId": conn.id.to_string() }),
@@ -114,18 +102,28 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, user: pb::User, leftover: 
     }
     writer.await;
     core.unregister(&conn).await;
-    let (user_id, gateway_id, conn_id) = (conn.user_id(), core.gateway_id.clone(), conn.id);
-    core.bridge
-        .spawn("presence disconnect", move |logic| async move {
-            logic
-                .user_disconnected(pb::PresenceRequest {
-                    user_id,
-                    gateway_id,
-                    conn_id,
-                })
-                .await
-        });
-    tracing::debug!(conn_id, "websocket closed");
+    report_presence(&core, &conn, false);
+    tracing::debug!(conn_id = conn.id, "websocket closed");
+}
+
+/// Tells im-logic that this connection came or went (presence, online events).
+fn report_presence(core: &Core, conn: &Conn, connected: bool) {
+    let req = pb::PresenceRequest {
+        user_id: conn.user_id(),
+        gateway_id: core.gateway_id.clone(),
+        conn_id: conn.id,
+    };
+    if connected {
+        core.bridge
+            .spawn("presence connect", move |logic| async move {
+                logic.user_connected(req).await
+            });
+    } else {
+        core.bridge
+            .spawn("presence disconnect", move |logic| async move {
+                logic.user_disconnected(req).await
+            });
+    }
 }
 
 async fn read_loop(

@@ -456,12 +456,7 @@ impl Store for SqliteStore {
         role: pb::GroupRole,
     ) -> Result<Vec<i64>> {
         let mut tx = self.writer.begin().await?;
-        let conv: String =
-            sqlx::query_scalar("SELECT conversation_id FROM chat_groups WHERE id = ?")
-                .bind(group_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| Error::group_not_found(group_id))?;
+        let conv = group_conversation(&mut tx, group_id).await?;
         if let Some(missing) = self.missing_users(&mut *tx, user_ids).await? {
             return Err(Error::user_not_found(missing));
         }
@@ -505,12 +500,7 @@ impl Store for SqliteStore {
 
     async fn remove_group_member(&self, group_id: i64, user_id: i64) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
-        let conv: String =
-            sqlx::query_scalar("SELECT conversation_id FROM chat_groups WHERE id = ?")
-                .bind(group_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| Error::group_not_found(group_id))?;
+        let conv = group_conversation(&mut tx, group_id).await?;
         let r = sqlx::query("DELETE FROM group_members WHERE group_id = ? AND user_id = ?")
             .bind(group_id)
             .bind(user_id)
@@ -842,6 +832,18 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await?)
     }
+}
+
+/// The conversation id of a group, inside `tx`; `GROUP_NOT_FOUND` if there is no such group.
+async fn group_conversation(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    group_id: i64,
+) -> Result<String> {
+    sqlx::query_scalar("SELECT conversation_id FROM chat_groups WHERE id = ?")
+        .bind(group_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| Error::group_not_found(group_id))
 }
 
 /// Get-or-create of the single conversation of two users, inside `tx`.
