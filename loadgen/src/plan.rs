@@ -174,7 +174,7 @@ pub fn build(
     let provisioned = Arc::new(AtomicUsize::new(0));
     let tick = |what: &str| {
         let done = provisioned.fetch_add(1, Ordering::Relaxed) + 1;
-        if done % 500 == 0 || done == n {
+        if done.is_multiple_of(500) || done == n {
             progress(&format!("provisioning: {done}/{n} {what}"));
         }
     };

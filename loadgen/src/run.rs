@@ -227,12 +227,14 @@ pub fn run_part(
         );
         prev = (sent, recv);
     }
-    let mut result = PartResult::default();
-    result.window_cpu_secs = crate::clock::cpu_seconds().0 - window_cpu0;
-    result.window_secs = (now_ns() - window_start) as f64 / 1e9;
-    result.ramp_secs = ramp_secs;
-    result.connected = shared.connected.load(Relaxed);
-    result.failed = shared.failed.load(Relaxed);
+    let mut result = PartResult {
+        window_cpu_secs: crate::clock::cpu_seconds().0 - window_cpu0,
+        window_secs: (now_ns() - window_start) as f64 / 1e9,
+        ramp_secs,
+        connected: shared.connected.load(Relaxed),
+        failed: shared.failed.load(Relaxed),
+        ..PartResult::default()
+    };
     for h in handles {
         let st = h.join().expect("io thread");
         result.absorb(
