@@ -147,6 +147,7 @@ fn raw_ws(sys: &System, token: &str) -> TcpStream {
 /// Reads raw frames until a close frame; returns its code.
 fn close_code_of(s: &mut TcpStream) -> u16 {
     use std::io::Read;
+    let mut s = NoEintr(s.try_clone().unwrap());
     let mut all = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

@@ -13,8 +13,36 @@ use im_gateway::embedded::Embedded;
 use ringchat_core::testkit::unique;
 use ringchat_core::Config;
 use serde_json::{json, Value};
-use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
+
+/// A TCP stream that retries reads and writes a signal interrupted (the test process also
+/// runs the server's threads, and EINTR would otherwise surface as a client error).
+pub struct NoEintr(pub TcpStream);
+
+impl Read for NoEintr {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Write for NoEintr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
 
 pub const WAIT: Duration = Duration::from_secs(15);
 
@@ -294,7 +322,7 @@ pub fn parse_response(out: &[u8]) -> HttpResponse {
 
 /// A WebSocket client speaking the GoChat protocol.
 pub struct Ws {
-    pub ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    pub ws: WebSocket<NoEintr>,
     pub conn_user: String,
     /// Events read while waiting for something else.
     pending: Vec<Value>,
@@ -304,14 +332,11 @@ impl Ws {
     pub fn connect(addr: SocketAddr, token: &str) -> Result<Ws, tungstenite::Error> {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
-        let (ws, _) = tungstenite::client(
-            format!("ws://{addr}/ws?token={token}"),
-            MaybeTlsStream::Plain(stream),
-        )
-        .map_err(|e| match e {
-            tungstenite::HandshakeError::Failure(e) => e,
-            tungstenite::HandshakeError::Interrupted(_) => panic!("handshake interrupted"),
-        })?;
+        let (ws, _) = tungstenite::client(format!("ws://{addr}/ws?token={token}"), NoEintr(stream))
+            .map_err(|e| match e {
+                tungstenite::HandshakeError::Failure(e) => e,
+                tungstenite::HandshakeError::Interrupted(_) => panic!("handshake interrupted"),
+            })?;
         let mut ws = Ws {
             ws,
             conn_user: String::new(),
@@ -347,17 +372,8 @@ impl Ws {
         self.read_event()
     }
 
-    /// `read`, retrying when a signal interrupts the system call (the test process also
-    /// runs the server's threads).
     fn read_msg(&mut self) -> Result<Message, tungstenite::Error> {
-        loop {
-            match self.ws.read() {
-                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
-                    continue
-                }
-                other => return other,
-            }
-        }
+        self.ws.read()
     }
 
     fn read_event(&mut self) -> Value {
