@@ -19,5 +19,8 @@ rustc --version
 say "formatting"
 cargo fmt --all -- --check || die "code is not formatted: run 'cargo fmt --all'"
 
+say "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 say "tests"
 cargo test --workspace --locked "$@"

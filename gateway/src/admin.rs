@@ -3,14 +3,26 @@
 
 use std::rc::Rc;
 
-use ringchat_core::ErrorCode;
+use ringchat_core::{Error, ErrorCode};
 use ringchat_proto as pb;
 use serde_json::json;
 
-use crate::core::Core;
-use crate::http::{Request, Response};
+use crate::cores::Core;
+use crate::http::{Request, Response, Routes};
 
-pub async fn route(core: &Rc<Core>, req: &Request) -> Response {
+/// The routes of the admin listener.
+#[derive(Clone, Copy)]
+pub struct Admin;
+
+impl Routes for Admin {
+    const WEBSOCKET: bool = false;
+
+    async fn route(self, core: &Rc<Core>, req: &Request) -> Response {
+        route(core, req).await
+    }
+}
+
+async fn route(core: &Rc<Core>, req: &Request) -> Response {
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/healthz") => Response::json(200, &json!({ "status": "ok" })),
         ("GET", "/readyz") => {
@@ -46,11 +58,10 @@ pub async fn route(core: &Rc<Core>, req: &Request) -> Response {
         ),
         _ => {
             core.metrics.error(ErrorCode::NotFound);
-            Response::raw_error(
-                404,
-                "NOT_FOUND",
+            Response::error(&Error::new(
+                ErrorCode::NotFound,
                 "admin endpoints: /healthz, /readyz, /metrics",
-            )
+            ))
         }
     }
 }

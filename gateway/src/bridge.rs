@@ -1,8 +1,8 @@
 //! The bridge from the monoio cores to the tokio side.
 //!
 //! Cores never run tokio futures themselves: the backend clients (the in-process
-//! [`LogicApi`] of the embedded profile, or the tonic client of the distributed one, and the
-//! bus) need a tokio runtime. A core hands a closure to [`Bridge::call`], which spawns it
+//! [`LogicApi`] of the embedded profile, or the tonic client of the distributed one) need a
+//! tokio runtime. A core hands a closure to [`Bridge::call`], which spawns it
 //! on the tokio runtime and awaits the answer over a oneshot channel (tokio's sync
 //! primitives are runtime-agnostic wakers, safe to await on monoio).
 
@@ -10,31 +10,17 @@ use std::future::Future;
 use std::sync::Arc;
 
 use im_logic::LogicApi;
-use ringchat_core::ports::Bus;
 use ringchat_core::{Error, Result};
 
 #[derive(Clone)]
 pub struct Bridge {
     rt: tokio::runtime::Handle,
     logic: Arc<dyn LogicApi>,
-    bus: Arc<dyn Bus>,
 }
 
 impl Bridge {
-    pub fn new(rt: tokio::runtime::Handle, logic: Arc<dyn LogicApi>, bus: Arc<dyn Bus>) -> Self {
-        Bridge { rt, logic, bus }
-    }
-
-    pub fn runtime(&self) -> &tokio::runtime::Handle {
-        &self.rt
-    }
-
-    pub fn bus(&self) -> &Arc<dyn Bus> {
-        &self.bus
-    }
-
-    pub fn logic(&self) -> &Arc<dyn LogicApi> {
-        &self.logic
+    pub fn new(rt: tokio::runtime::Handle, logic: Arc<dyn LogicApi>) -> Self {
+        Bridge { rt, logic }
     }
 
     /// Runs `f(logic)` on the tokio side and awaits its result from any executor.

@@ -40,6 +40,9 @@ enum State {
 pub struct Conn {
     pub id: u64,
     pub user: pb::User,
+    /// The token the connection was opened with ([`crate::channels::token_tag`]): a
+    /// logout of that token closes it.
+    pub token_tag: u64,
     queue: RefCell<VecDeque<Bytes>>,
     queued_bytes: Cell<usize>,
     max_frames: usize,
@@ -59,6 +62,7 @@ impl Conn {
     pub fn new(
         id: u64,
         user: pb::User,
+        token_tag: u64,
         max_frames: usize,
         max_bytes: usize,
         metrics: Arc<CoreMetrics>,
@@ -66,6 +70,7 @@ impl Conn {
         Rc::new(Conn {
             id,
             user,
+            token_tag,
             queue: RefCell::new(VecDeque::new()),
             queued_bytes: Cell::new(0),
             max_frames,

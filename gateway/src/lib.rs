@@ -1,6 +1,6 @@
 //! im-gateway: ringchat's edge. A thread-per-core WebSocket + HTTP server on monoio.
 //!
-//! - **Cores** ([`core`]): N named threads (`gw-core-i`), each with its own monoio runtime
+//! - **Cores** ([`cores`]): N named threads (`gw-core-i`), each with its own monoio runtime
 //!   (io_uring, or the legacy epoll driver where io_uring is missing: see [`Driver`]),
 //!   its own `SO_REUSEPORT` listener, connections, slice of the user -> connections index
 //!   and send queues. Cores share no locked state; work reaches them through bounded
@@ -8,25 +8,29 @@
 //! - **Connections** ([`conn`], [`ws`]): a reader task and a writer task per socket; the
 //!   reader frames with tungstenite from a memory buffer, the writer drains a bounded queue
 //!   of ready-made frames with one `writev` per wake-up.
-//! - **The tokio side** ([`side`], [`bridge`]): the bus (upstream publishers, downstream
+//! - **The tokio side** ([`dispatch`], [`bridge`]): the bus (upstream publishers, downstream
 //!   consumer) and the backend client run on a tokio runtime; the dispatcher there encodes
 //!   each outgoing event once and hands the same bytes to the cores that hold a recipient.
-//! - **HTTP** ([`http`], [`api`], [`admin`]): the client API and the admin port.
+//!   Cores and the tokio side talk only through the messages of [`channels`].
+//! - **The client protocol** ([`protocol`]): the typed WebSocket frames and JSON objects.
+//! - **HTTP** ([`http`]: parsing, responses, CORS, the upgrade) and what it serves:
+//!   [`api`] (the client API, by area, and the web page at `/`) and [`admin`].
 //!
 //! Unsafe code is confined to the I/O core: the iovec batch handed to `writev` ([`conn`]).
 
 pub mod admin;
 pub mod api;
 pub mod bridge;
+pub mod channels;
 pub mod conn;
-pub mod core;
+pub mod cores;
+pub mod dispatch;
 pub mod embedded;
 pub mod frame;
 pub mod http;
-pub mod json;
 pub mod metrics;
+pub mod protocol;
 pub mod server;
-pub mod side;
 pub mod signal;
 pub mod ws;
 

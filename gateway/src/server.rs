@@ -22,11 +22,14 @@ use ringchat_core::ports::{Bus, Discovery, Instance};
 use ringchat_core::shutdown::Shutdown;
 use tokio::sync::mpsc;
 
+use crate::admin::Admin;
+use crate::api::Api;
 use crate::bridge::Bridge;
-use crate::core::{Core, CoreDeps, CoreMsg};
-use crate::http::{self, Site};
+use crate::channels::CoreMsg;
+use crate::cores::{Core, CoreDeps};
+use crate::dispatch;
+use crate::http::{self, Routes};
 use crate::metrics::GatewayMetrics;
-use crate::side;
 
 /// What the gateway needs from the rest of the system; all of it lives on the tokio side.
 pub struct Backend {
@@ -124,11 +127,7 @@ impl Gateway {
         let addr = listeners[0].local_addr()?;
         let admin_addr = admin.local_addr()?;
         let metrics = Arc::new(GatewayMetrics::new(workers, driver.name(), gateway_id));
-        let bridge = Bridge::new(
-            backend.runtime.clone(),
-            backend.logic.clone(),
-            backend.bus.clone(),
-        );
+        let bridge = Bridge::new(backend.runtime.clone(), backend.logic.clone());
         let (side_stop, side_signal) = Shutdown::new();
 
         // the tokio side: dispatcher, downstream consumer, one publisher per core
@@ -145,19 +144,19 @@ impl Gateway {
         for tx in &core_txs {
             let (up_tx, up_rx) = mpsc::channel(4096);
             upstream_txs.push(up_tx);
-            rt.spawn(side::run_upstream_publisher(
+            rt.spawn(dispatch::run_upstream_publisher(
                 backend.bus.clone(),
                 up_rx,
                 tx.clone(),
                 metrics.clone(),
             ));
         }
-        rt.spawn(side::run_dispatcher(
+        rt.spawn(dispatch::run_dispatcher(
             dispatch_rx,
             core_txs.clone(),
             metrics.clone(),
         ));
-        rt.spawn(side::run_downstream_consumer(
+        rt.spawn(dispatch::run_downstream_consumer(
             backend.bus.clone(),
             gateway_id.to_string(),
             dispatch_tx.clone(),
@@ -305,11 +304,11 @@ fn run_core(
         monoio::spawn(core.clone().run_heartbeat());
         monoio::spawn(core.clone().run_presence_refresh());
         if let Some(admin) = admin {
-            monoio::spawn(accept_loop(core.clone(), admin, Site::Admin));
+            monoio::spawn(accept_loop(core.clone(), admin, Admin));
         }
         let _ = ready.send(Ok(()));
         tracing::debug!(core = index, "core accepting");
-        accept_loop(core.clone(), listener, Site::Api).await;
+        accept_loop(core.clone(), listener, Api).await;
         // draining: wait for the connections to close (the shutdown closes them)
         while core.connection_count() > 0 {
             monoio::time::sleep(Duration::from_millis(10)).await;
@@ -332,14 +331,14 @@ fn run_core(
     }
 }
 
-async fn accept_loop(core: Rc<Core>, listener: TcpListener, site: Site) {
+async fn accept_loop<R: Routes>(core: Rc<Core>, listener: TcpListener, routes: R) {
     loop {
         let Some(cancel) = core.accept_handle() else {
             return;
         };
         match listener.cancelable_accept(cancel).await {
             Ok((stream, _peer)) => {
-                monoio::spawn(http::serve_conn(core.clone(), stream, site));
+                monoio::spawn(http::serve_conn(core.clone(), stream, routes));
             }
             Err(e) => {
                 if core.draining.get() {

@@ -1,4 +1,5 @@
-//! The WebSocket side of a connection: the reader task and the client protocol.
+//! The WebSocket side of a connection: the reader task and what each client frame does
+//! (frames are typed in [`crate::protocol`]).
 //!
 //! Framing is tungstenite's (`WebSocketContext`: masking, fragmentation, UTF-8, control
 //! frames, size limits) fed from an in-memory buffer, so tungstenite never touches the
@@ -14,16 +15,16 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::{CancelableAsyncReadRent, OwnedReadHalf, Splitable};
 use monoio::net::TcpStream;
-use ringchat_core::model::{message_type_from_int, parse_message_type_name};
-use ringchat_core::{Error, ErrorCode};
+use ringchat_core::ErrorCode;
 use ringchat_proto as pb;
-use serde_json::{json, Value};
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
+use crate::channels::token_tag;
 use crate::conn::{self, Conn};
-use crate::core::Core;
-use crate::{frame, json};
+use crate::cores::Core;
+use crate::frame;
+use crate::protocol::{ClientFrame, MarkRead, SendMessage, ServerEvent};
 
 /// The in-memory stream tungstenite reads from and writes to.
 struct BufIo {
@@ -76,11 +77,12 @@ impl RateLimit {
     }
 }
 
-/// Serves an upgraded connection until it closes. `leftover` is what the client sent
-/// after the handshake request in the same read.
-pub async fn serve(core: Rc<Core>, stream: TcpStream, user: pb::User, leftover: Vec<u8>) {
+/// Serves an upgraded connection of `session` until it closes. `leftover` is what the
+/// client sent after the handshake request in the same read.
+pub async fn serve(core: Rc<Core>, stream: TcpStream, session: pb::Session, leftover: Vec<u8>) {
     let _ = stream.set_nodelay(true);
-    let conn = core.register(user).await;
+    let tag = token_tag(&session.token_id);
+    let conn = core.register(session.user.unwrap_or_default(), tag).await;
     tracing::debug!(
         conn_id = conn.id,
         user_id = conn.user_id(),
@@ -88,10 +90,14 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, user: pb::User, leftover: 
         "websocket open"
     );
     report_presence(&core, &conn, true);
-    conn.push(frame::text(&json::event(
-        "connected",
-        json!({ "userId": conn.user_id().to_string(), "gatewayId": core.gateway_id, "connId": conn.id.to_string() }),
-    )));
+    conn.push(
+        ServerEvent::Connected {
+            user_id: conn.user_id().to_string(),
+            gateway_id: &core.gateway_id,
+            conn_id: conn.id.to_string(),
+        }
+        .encode(),
+    );
     let (rd, wr) = stream.into_split();
     let writer = monoio::spawn(conn::writer(conn.clone(), wr));
     read_loop(&core, &conn, rd, leftover).await;
@@ -161,7 +167,12 @@ async fn read_loop(
                 Ok(msg) => {
                     conn.touch();
                     if !on_message(core, conn, msg, &mut limit) {
+                        // the closing handshake: tungstenite has queued the reply (the
+                        // client's code echoed, or 1002 for a code a peer may not send);
+                        // flushing writes it into `io.tx`, and the writer sends it before
+                        // it closes TCP
                         tracing::debug!(conn_id = conn.id, "peer sent close");
+                        let _ = ctx.flush(&mut io);
                         flush_tx(conn, &mut io);
                         conn.finish();
                         return;
@@ -237,13 +248,24 @@ fn protocol_close(core: &Core, conn: &Conn, e: &tungstenite::Error) {
     conn.close(code, reason, true);
 }
 
-fn send_error(core: &Core, conn: &Conn, code: ErrorCode, message: &str, extra: Option<Value>) {
+/// Queues an `error` frame; `temp_message_id` names the send that failed, if any.
+fn send_error(
+    core: &Core,
+    conn: &Conn,
+    code: ErrorCode,
+    message: &str,
+    temp_message_id: Option<&str>,
+) {
     core.metrics.error(code);
-    let mut data = json!({ "code": json::ws_error_code(code.as_str()), "message": message });
-    if let (Some(Value::Object(extra)), Value::Object(d)) = (extra, &mut data) {
-        d.extend(extra);
-    }
-    conn.push(frame::text(&json::event("error", data)));
+    conn.push(
+        ServerEvent::Error {
+            code: code.ws_code(),
+            message,
+            temp_message_id,
+            conversation_id: None,
+        }
+        .encode(),
+    );
 }
 
 /// Handles one client message; false ends the connection (the peer closed).
@@ -283,80 +305,25 @@ fn on_message(core: &Rc<Core>, conn: &Rc<Conn>, msg: Message, limit: &mut RateLi
     }
 }
 
-/// The client's JSON frame `{"type", "data", "timestamp"}`.
-#[derive(serde::Deserialize)]
-struct ClientFrame {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    data: Value,
-}
-
-/// A string field that clients may also send as a number.
-fn string_field(data: &Value, key: &str) -> Option<String> {
-    match data.get(key) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 fn on_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &str, limit: &mut RateLimit) {
-    let frame: ClientFrame = match serde_json::from_str(text) {
-        Ok(f) => f,
-        Err(e) => {
-            send_error(
-                core,
-                conn,
-                ErrorCode::InvalidMessage,
-                &format!("invalid JSON frame: {e}"),
-                None,
-            );
-            return;
+    match ClientFrame::decode(text) {
+        Ok(ClientFrame::Ping) => {
+            conn.push(ServerEvent::Pong {}.encode());
         }
-    };
-    match frame.kind.as_str() {
-        "ping" => {
-            conn.push(frame::text(&json::event("pong", json!({}))));
-        }
-        "send-message" => on_send(core, conn, &frame.data, limit),
-        "mark-read" => on_mark_read(core, conn, &frame.data),
-        other => send_error(
+        Ok(ClientFrame::SendMessage(m)) => on_send(core, conn, m, limit),
+        Ok(ClientFrame::MarkRead(m)) => on_mark_read(core, conn, m),
+        Err(e) => send_error(
             core,
             conn,
             ErrorCode::InvalidMessage,
-            &format!("unknown frame type {other:?}"),
-            None,
+            &e.message,
+            e.temp_message_id.as_deref(),
         ),
     }
 }
 
-fn on_send(core: &Rc<Core>, conn: &Rc<Conn>, data: &Value, limit: &mut RateLimit) {
-    let temp = string_field(data, "tempMessageId");
-    let echo = temp.as_ref().map(|t| json!({ "tempMessageId": t }));
-    let fail = |code, msg: &str| send_error(core, conn, code, msg, echo.clone());
-    let Some(conversation_id) = string_field(data, "conversationId").filter(|s| !s.is_empty())
-    else {
-        return fail(
-            ErrorCode::InvalidMessage,
-            "send-message needs a conversationId",
-        );
-    };
-    let Some(content) = data.get("content").and_then(Value::as_str) else {
-        return fail(
-            ErrorCode::InvalidMessage,
-            "send-message needs a string content",
-        );
-    };
-    let kind = match data.get("messageType").or_else(|| data.get("type")) {
-        None | Some(Value::Null) => Some(pb::MessageType::Text),
-        Some(Value::String(s)) => parse_message_type_name(s),
-        Some(Value::Number(n)) => n.as_i64().and_then(message_type_from_int),
-        Some(_) => None,
-    };
-    let Some(kind) = kind else {
-        return fail(ErrorCode::InvalidMessage, "unknown messageType");
-    };
+fn on_send(core: &Rc<Core>, conn: &Rc<Conn>, m: SendMessage, limit: &mut RateLimit) {
+    let fail = |code, msg: &str| send_error(core, conn, code, msg, m.temp_message_id.as_deref());
     if core.draining.get() {
         return fail(
             ErrorCode::Internal,
@@ -367,28 +334,38 @@ fn on_send(core: &Rc<Core>, conn: &Rc<Conn>, data: &Value, limit: &mut RateLimit
         return fail(ErrorCode::RateLimited, "too many messages: slow down");
     }
     // every send gets an idempotency key, so a bus redelivery can never store it twice
-    let temp_message_id =
-        temp.unwrap_or_else(|| format!("auto-{}-{}", core.gateway_id, next_auto_id(conn)));
+    let temp_message_id = m
+        .temp_message_id
+        .clone()
+        .unwrap_or_else(|| format!("auto-{}-{}", core.gateway_id, next_auto_id(conn)));
+    let now = ringchat_core::ids::now_ms();
     let up = pb::UpstreamMessage {
-        trace_id: format!("{}-{}", conn.id, ringchat_core::ids::now_ms()),
+        trace_id: format!("{}-{now}", conn.id),
         user_id: conn.user_id(),
         gateway_id: core.gateway_id.clone(),
         conn_id: conn.id,
-        conversation_id,
-        r#type: kind as i32,
-        content: content.to_string(),
+        conversation_id: m.conversation_id,
+        r#type: m.kind as i32,
+        content: m.content,
         temp_message_id,
-        timestamp_ms: ringchat_core::ids::now_ms(),
+        timestamp_ms: now,
         username: conn.user.username.clone(),
     };
     match core.upstream_tx.try_send(up) {
         Ok(()) => {}
-        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-            fail(ErrorCode::RateLimited, "server busy: resend shortly")
-        }
-        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => fail(
+        Err(tokio::sync::mpsc::error::TrySendError::Full(up)) => send_error(
+            core,
+            conn,
+            ErrorCode::RateLimited,
+            "server busy: resend shortly",
+            Some(&up.temp_message_id),
+        ),
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(up)) => send_error(
+            core,
+            conn,
             ErrorCode::Internal,
             "server is shutting down: resend after reconnecting",
+            Some(&up.temp_message_id),
         ),
     }
 }
@@ -403,35 +380,7 @@ fn next_auto_id(conn: &Conn) -> String {
     format!("{}-{n}", conn.id)
 }
 
-fn on_mark_read(core: &Rc<Core>, conn: &Rc<Conn>, data: &Value) {
-    let Some(conversation_id) = string_field(data, "conversationId").filter(|s| !s.is_empty())
-    else {
-        return send_error(
-            core,
-            conn,
-            ErrorCode::InvalidMessage,
-            "mark-read needs a conversationId",
-            None,
-        );
-    };
-    let seq_id = match data.get("seqId") {
-        None | Some(Value::Null) => 0,
-        Some(v) => match v
-            .as_i64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        {
-            Some(n) if n >= 0 => n,
-            _ => {
-                return send_error(
-                    core,
-                    conn,
-                    ErrorCode::InvalidMessage,
-                    "seqId must be a non-negative integer",
-                    None,
-                )
-            }
-        },
-    };
+fn on_mark_read(core: &Rc<Core>, conn: &Rc<Conn>, m: MarkRead) {
     let (core, conn) = (core.clone(), conn.clone());
     monoio::spawn(async move {
         let caller_id = conn.user_id();
@@ -441,18 +390,14 @@ fn on_mark_read(core: &Rc<Core>, conn: &Rc<Conn>, data: &Value) {
                 logic
                     .mark_read(pb::CallerMarkReadRequest {
                         caller_id,
-                        conversation_id,
-                        seq_id,
+                        conversation_id: m.conversation_id,
+                        seq_id: m.seq_id,
                     })
                     .await
             })
             .await;
         if let Err(e) = r {
-            report(&core, &conn, &e);
+            send_error(&core, &conn, e.code, &e.message, None);
         }
     });
-}
-
-fn report(core: &Core, conn: &Conn, e: &Error) {
-    send_error(core, conn, e.code, &e.message, None);
 }

@@ -293,8 +293,6 @@ pub struct GatewayConfig {
     /// environment: a comma-separated list.
     #[serde(deserialize_with = "string_or_list")]
     pub cors_origins: Vec<String>,
-    /// Where the distributed gateway reaches im-logic.
-    pub logic_url: String,
     /// On shutdown, how long to wait for in-flight sends to be acknowledged.
     pub shutdown_grace_secs: u64,
     /// Bytes read from a socket at a time.
@@ -321,7 +319,6 @@ impl Default for GatewayConfig {
             http_max_body_bytes: 1024 * 1024,
             http_max_head_bytes: 16 * 1024,
             cors_origins: vec!["*".into()],
-            logic_url: "http://127.0.0.1:9001".into(),
             shutdown_grace_secs: 10,
             read_buffer_bytes: 1024,
         }

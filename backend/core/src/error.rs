@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-/// Client API error codes (see CLIENT_API.md), plus a few HTTP-side ones.
+/// Client API error codes (docs/client-api.md), plus a few HTTP-side ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// Bad, expired, revoked or missing credentials.
@@ -28,10 +28,12 @@ pub enum ErrorCode {
     /// A dependency (store, cache, bus) is unreachable; retrying may help.
     Unavailable,
     Internal,
+    /// The path exists, the HTTP method does not.
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::AuthFailed,
         ErrorCode::InvalidArgument,
         ErrorCode::InvalidMessage,
@@ -46,6 +48,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::MethodNotAllowed,
     ];
 
     /// The wire name used in error envelopes and `error` frames.
@@ -65,6 +68,22 @@ impl ErrorCode {
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+        }
+    }
+
+    /// The code an `error` WebSocket frame carries. The contract's frames know a short
+    /// list (`AUTH_FAILED`, `INVALID_MESSAGE`, `CONVERSATION_NOT_FOUND`, `FORBIDDEN`,
+    /// `MESSAGE_TOO_LARGE`, `RATE_LIMITED`, `INTERNAL`); the richer codes of the HTTP API
+    /// fold into the closest of them.
+    pub fn ws_code(self) -> ErrorCode {
+        use ErrorCode::*;
+        match self {
+            AuthFailed | InvalidMessage | ConversationNotFound | Forbidden | MessageTooLarge
+            | RateLimited | Internal => self,
+            InvalidArgument | UserNotFound | GroupNotFound | NotFound | UsernameTaken
+            | Conflict | MethodNotAllowed => InvalidMessage,
+            Unavailable => Internal,
         }
     }
 
@@ -88,6 +107,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => Code::ResourceExhausted,
             ErrorCode::Unavailable => Code::Unavailable,
             ErrorCode::Internal => Code::Internal,
+            ErrorCode::MethodNotAllowed => Code::Unimplemented,
         }
     }
 
@@ -106,6 +126,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
+            ErrorCode::MethodNotAllowed => 405,
         }
     }
 
@@ -123,6 +144,12 @@ impl ErrorCode {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         }
+    }
+}
+
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -244,6 +271,31 @@ mod tests {
             assert_eq!(back, e);
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
+    }
+
+    #[test]
+    fn websocket_codes_are_the_contracts_short_list() {
+        let short = [
+            ErrorCode::AuthFailed,
+            ErrorCode::InvalidMessage,
+            ErrorCode::ConversationNotFound,
+            ErrorCode::Forbidden,
+            ErrorCode::MessageTooLarge,
+            ErrorCode::RateLimited,
+            ErrorCode::Internal,
+        ];
+        for code in ErrorCode::ALL {
+            let ws = code.ws_code();
+            assert!(short.contains(&ws), "{code} folds into {ws}");
+            assert_eq!(ws.ws_code(), ws, "folding is idempotent");
+            if short.contains(&code) {
+                assert_eq!(ws, code);
+            }
+        }
+        assert_eq!(
+            serde_json::to_string(&ErrorCode::UserNotFound).unwrap(),
+            "\"USER_NOT_FOUND\""
+        );
     }
 
     #[test]

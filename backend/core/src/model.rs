@@ -26,8 +26,9 @@ pub fn group_conversation_id(group_id: i64) -> String {
     format!("g_{group_id}")
 }
 
-pub fn world_target() -> pb::WorldTarget {
+pub fn world_target(member_count: i64) -> pb::WorldTarget {
     pb::WorldTarget {
+        member_count,
         group_name: "World".into(),
         avatar: String::new(),
         description: "Everyone, everywhere: the room every user is in".into(),

@@ -12,8 +12,9 @@ pub trait LogicApi: Send + Sync + 'static {
     async fn login(&self, req: pb::LoginRequest) -> Result<pb::AuthResponse>;
     async fn guest(&self, req: pb::GuestRequest) -> Result<pb::AuthResponse>;
     async fn logout(&self, req: pb::TokenRequest) -> Result<()>;
-    /// The user a token belongs to; `AUTH_FAILED` for a bad, expired or revoked token.
-    async fn authenticate(&self, req: pb::TokenRequest) -> Result<pb::User>;
+    /// The session a token stands for (user, token id, expiry); `AUTH_FAILED` for a bad,
+    /// expired or revoked token.
+    async fn authenticate(&self, req: pb::TokenRequest) -> Result<pb::Session>;
 
     async fn get_user(&self, req: pb::GetUserRequest) -> Result<pb::User>;
     async fn online_status(&self, req: pb::CallerRequest) -> Result<pb::OnlineStatusList>;

@@ -48,7 +48,7 @@ impl LogicApi for GrpcLogic {
     async fn logout(&self, req: pb::TokenRequest) -> Result<()> {
         unwrap(self.c().logout(req).await).map(|_| ())
     }
-    async fn authenticate(&self, req: pb::TokenRequest) -> Result<pb::User> {
+    async fn authenticate(&self, req: pb::TokenRequest) -> Result<pb::Session> {
         unwrap(self.c().authenticate(req).await)
     }
     async fn get_user(&self, req: pb::GetUserRequest) -> Result<pb::User> {

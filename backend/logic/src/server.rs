@@ -57,7 +57,7 @@ impl Logic for LogicGrpc {
     async fn logout(&self, r: Request<pb::TokenRequest>) -> R<pb::Empty> {
         empty(self.api.logout(r.into_inner()).await)
     }
-    async fn authenticate(&self, r: Request<pb::TokenRequest>) -> R<pb::User> {
+    async fn authenticate(&self, r: Request<pb::TokenRequest>) -> R<pb::Session> {
         ok(self.api.authenticate(r.into_inner()).await)
     }
     async fn get_user(&self, r: Request<pb::GetUserRequest>) -> R<pb::User> {

@@ -483,23 +483,44 @@ impl LogicApi for LogicService {
         ))
     }
 
+    /// Idempotent: a missing, malformed, expired or already revoked token has nothing
+    /// left to revoke and succeeds (clients call logout from their 401 handler). A valid
+    /// token is revoked until it expires, and the gateways holding its open WebSockets
+    /// are told to close them.
     async fn logout(&self, req: pb::TokenRequest) -> Result<()> {
-        let claims = self.keys.verify_signature(&req.token)?;
+        let Ok(claims) = self.keys.verify(&req.token, now_secs()) else {
+            return Ok(());
+        };
+        let Ok(user_id) = claims.user_id() else {
+            return Ok(());
+        };
         let left = claims.exp - now_secs();
-        if left > 0 {
-            self.ports
-                .cache
-                .set(
-                    &revoked_key(&claims.jti),
-                    Bytes::from_static(b"1"),
-                    Duration::from_secs(left as u64),
-                )
-                .await?;
+        self.ports
+            .cache
+            .set(
+                &revoked_key(&claims.jti),
+                Bytes::from_static(b"1"),
+                Duration::from_secs(left.max(1) as u64),
+            )
+            .await?;
+        self.ports.cache.delete(&session_key(&claims.jti)).await?;
+        let located = fanout::locate(self.ports.cache.as_ref(), &[user_id]).await?;
+        for gw in located.by_gateway.keys() {
+            send_downstream(
+                self.ports.bus.as_ref(),
+                gw,
+                &user_id.to_string(),
+                Body::Revoked(pb::TokenRevoked {
+                    user_id,
+                    token_id: claims.jti.clone(),
+                }),
+            )
+            .await?;
         }
-        self.ports.cache.delete(&session_key(&claims.jti)).await
+        Ok(())
     }
 
-    async fn authenticate(&self, req: pb::TokenRequest) -> Result<pb::User> {
+    async fn authenticate(&self, req: pb::TokenRequest) -> Result<pb::Session> {
         let now = now_secs();
         let claims = self.keys.verify(&req.token, now)?;
         if self
@@ -511,10 +532,15 @@ impl LogicApi for LogicService {
         {
             return Err(Error::auth("token has been revoked"));
         }
+        let session = |user| pb::Session {
+            user: Some(user),
+            token_id: claims.jti.clone(),
+            expires_at: claims.exp,
+        };
         let key = session_key(&claims.jti);
         if let Some(bytes) = self.ports.cache.get(&key).await? {
             if let Ok(user) = pb::User::decode(bytes) {
-                return Ok(user);
+                return Ok(session(user));
             }
         }
         let user = self.caller(claims.user_id()?).await?;
@@ -525,7 +551,7 @@ impl LogicApi for LogicService {
             .cache
             .set(&key, Bytes::from(user.encode_to_vec()), ttl)
             .await?;
-        Ok(user)
+        Ok(session(user))
     }
 
     async fn get_user(&self, req: pb::GetUserRequest) -> Result<pb::User> {

@@ -82,14 +82,6 @@ async fn every_rpc_rejects_bad_input_with_a_typed_error() {
             .map(|_| ()),
         ),
         (
-            "logout garbage",
-            AuthFailed,
-            api.logout(pb::TokenRequest {
-                token: "x.y.z".into(),
-            })
-            .await,
-        ),
-        (
             "authenticate empty",
             AuthFailed,
             api.authenticate(pb::TokenRequest::default())

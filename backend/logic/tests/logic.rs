@@ -48,7 +48,9 @@ async fn register_login_guest_logout() {
         })
         .await
         .unwrap();
-    assert_eq!(me, u);
+    assert_eq!(me.user.as_ref(), Some(&u));
+    assert!(!me.token_id.is_empty());
+    assert_eq!(me.expires_at, auth.expires_at);
     for (name, pw) in [("alice_reg", "wrong-pw"), ("nobody_here", "secret1")] {
         let e = b
             .api
@@ -91,6 +93,8 @@ async fn register_login_guest_logout() {
             })
             .await
             .unwrap()
+            .user
+            .unwrap()
             .is_guest
     );
 
@@ -109,6 +113,7 @@ async fn register_login_guest_logout() {
         })
         .await
         .unwrap();
+    let auth_token_again = auth.token.clone();
     let e = b
         .api
         .authenticate(pb::TokenRequest { token: auth.token })
@@ -122,6 +127,11 @@ async fn register_login_guest_logout() {
         })
         .await
         .unwrap();
+    // logout is idempotent: nothing to revoke is still a success (clients call it from
+    // their 401 handler)
+    for token in [auth_token_again, "garbage".to_string(), String::new()] {
+        b.api.logout(pb::TokenRequest { token }).await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,8 +169,9 @@ async fn expired_and_forged_tokens_are_rejected() {
         b.api
             .authenticate(pb::TokenRequest { token: valid })
             .await
-            .unwrap(),
-        u.user
+            .unwrap()
+            .user,
+        Some(u.user.clone())
     );
 }
 

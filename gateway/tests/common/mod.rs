@@ -450,3 +450,76 @@ impl Ws {
         }
     }
 }
+
+// Raw WebSocket frames, for what a well-behaved client library will not send.
+
+pub fn raw_ws(sys: &System, token: &str) -> TcpStream {
+    let mut s = TcpStream::connect(sys.http).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let req = format!(
+        "GET /ws?token={token} HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    s
+}
+
+/// Reads raw frames until a close frame; returns its code.
+pub fn close_code_of(s: &mut TcpStream) -> u16 {
+    let mut s = NoEintr(s.try_clone().unwrap());
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s
+            .read(&mut buf)
+            .expect("the server closes with a close frame");
+        assert!(n > 0, "closed without a close frame");
+        all.extend_from_slice(&buf[..n]);
+        // skip the HTTP response head, then walk frames
+        let Some(start) = all.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let mut i = start + 4;
+        while i + 2 <= all.len() {
+            let op = all[i] & 0x0f;
+            let mut len = (all[i + 1] & 0x7f) as usize;
+            let mut hdr = 2;
+            if len == 126 {
+                if i + 4 > all.len() {
+                    break;
+                }
+                len = u16::from_be_bytes([all[i + 2], all[i + 3]]) as usize;
+                hdr = 4;
+            }
+            if i + hdr + len > all.len() {
+                break;
+            }
+            if op == 0x8 {
+                return u16::from_be_bytes([all[i + hdr], all[i + hdr + 1]]);
+            }
+            i += hdr + len;
+        }
+    }
+}
+
+/// A client frame, masked as clients must (or not).
+pub fn client_frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut f = vec![0x80 | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    if payload.len() < 126 {
+        f.push(mask_bit | payload.len() as u8);
+    } else if payload.len() <= 65535 {
+        f.push(mask_bit | 126);
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    } else {
+        f.push(mask_bit | 127);
+        f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    }
+    if masked {
+        let key = [1u8, 2, 3, 4];
+        f.extend_from_slice(&key);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        f.extend_from_slice(payload);
+    }
+    f
+}

@@ -24,7 +24,13 @@ use crate::ids::{now_ms, IdGenerator};
 use crate::model::{self, WORLD_ID};
 use crate::ports::Store;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_world_member_count.sql"),
+    ),
+];
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -114,7 +120,7 @@ impl SqliteStore {
     ) -> Result<pb::ConversationMeta> {
         let row = sqlx::query(
             "SELECT c.id, c.type, c.group_id, c.user_a, c.user_b, c.last_seq, \
-             COALESCE(g.member_count, 0) AS member_count \
+             COALESCE(g.member_count, c.member_count) AS member_count \
              FROM conversations c LEFT JOIN chat_groups g ON g.id = c.group_id AND c.type = 2 \
              WHERE c.id = ?",
         )
@@ -125,8 +131,7 @@ impl SqliteStore {
         let kind: i32 = row.get("type");
         let member_count = match kind {
             1 => 2,
-            2 => row.get("member_count"),
-            _ => 0,
+            _ => row.get("member_count"),
         };
         Ok(pb::ConversationMeta {
             conversation_id: row.get("id"),
@@ -235,6 +240,10 @@ impl Store for SqliteStore {
         .bind(WORLD_ID)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("UPDATE conversations SET member_count = member_count + 1 WHERE id = ?")
+            .bind(WORLD_ID)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(pb::User {
             user_id: id,
@@ -575,7 +584,7 @@ impl Store for SqliteStore {
     async fn conversations(&self, user_id: i64) -> Result<Vec<pb::ConversationView>> {
         let rows = sqlx::query(&format!(
             "SELECT c.id AS cid, c.type AS ctype, c.group_id, c.user_a, c.user_b, c.last_seq, \
-             c.last_message_time, cm.read_seq, {MESSAGE_COLUMNS} \
+             c.last_message_time, c.member_count AS world_members, cm.read_seq, {MESSAGE_COLUMNS} \
              FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id \
              LEFT JOIN messages m ON m.message_id = c.last_message_id AND c.last_message_id != 0 \
              LEFT JOIN users u ON u.id = m.sender_id \
@@ -643,7 +652,9 @@ impl Store for SqliteStore {
                     .get(&r.get::<i64, _>("group_id"))
                     .cloned()
                     .map(pb::conversation_view::Target::Group),
-                _ => Some(pb::conversation_view::Target::World(model::world_target())),
+                _ => Some(pb::conversation_view::Target::World(model::world_target(
+                    r.get("world_members"),
+                ))),
             };
             let last_message = r
                 .try_get::<Option<i64>, _>("message_id")

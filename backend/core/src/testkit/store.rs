@@ -597,4 +597,19 @@ pub async fn conversation_list_has_world_first_and_last_message(store: Arc<dyn S
     assert_eq!(list[1].conversation_id, s.conversation_id);
     // world history before a user joined is not unread for them
     assert_eq!(list[0].unread_count, 0);
+
+    // the world room counts its members (every user), and the count follows new users
+    let world_members = |list: &[pb::ConversationView]| match &list[0].target {
+        Some(pb::conversation_view::Target::World(w)) => w.member_count,
+        other => panic!("world target {other:?}"),
+    };
+    let before = world_members(&list);
+    assert!(before >= 3, "world member count {before} with three users");
+    assert_eq!(
+        store.conversation(WORLD_ID).await.unwrap().member_count,
+        before
+    );
+    new_user(store.as_ref(), "ld").await;
+    let list = store.conversations(a.user_id).await.unwrap();
+    assert_eq!(world_members(&list), before + 1);
 }

@@ -9,47 +9,18 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use monoio::io::{CancelHandle, Canceller};
 use ringchat_core::config::GatewayConfig;
+use ringchat_core::ErrorCode;
 use ringchat_proto as pb;
 use tokio::sync::mpsc;
 
 use crate::bridge::Bridge;
+use crate::channels::{CoreMsg, DirEvent, DispatchMsg, CORE_SHIFT};
 use crate::conn::Conn;
 use crate::frame;
 use crate::metrics::{CoreMetrics, GatewayMetrics};
-use monoio::io::{CancelHandle, Canceller};
-
-/// Work for a core, from the dispatcher.
-pub enum CoreMsg {
-    /// Queue `frame` on every local connection of `users` except `exclude`.
-    Deliver {
-        frame: Bytes,
-        users: Arc<[i64]>,
-        exclude: u64,
-    },
-    /// Queue `frame` on every local connection except `exclude` (world room).
-    Broadcast { frame: Bytes, exclude: u64 },
-    /// Queue `frame` on one connection (acks, errors).
-    ToConn { conn_id: u64, frame: Bytes },
-    /// Stop accepting connections and new sends (the first step of a graceful shutdown).
-    Drain,
-    /// Graceful shutdown: flush every queue, then close with 1001.
-    CloseAll,
-}
-
-/// Directory events for the dispatcher: which cores hold which users.
-pub enum DirEvent {
-    Up { user_id: i64, core: usize },
-    Down { user_id: i64, core: usize },
-}
-
-/// Connection ids carry their core in the top 16 bits.
-pub const CORE_SHIFT: u32 = 48;
-
-pub fn core_of(conn_id: u64) -> usize {
-    (conn_id >> CORE_SHIFT) as usize
-}
+use crate::protocol::ServerEvent;
 
 pub struct Core {
     pub index: usize,
@@ -58,7 +29,7 @@ pub struct Core {
     pub bridge: Bridge,
     pub metrics: Arc<CoreMetrics>,
     pub gateway_metrics: Arc<GatewayMetrics>,
-    pub dir_tx: mpsc::Sender<crate::side::DispatchMsg>,
+    pub dir_tx: mpsc::Sender<DispatchMsg>,
     pub upstream_tx: mpsc::Sender<pb::UpstreamMessage>,
     /// No new connections or sends: the gateway is shutting down.
     pub draining: Cell<bool>,
@@ -75,7 +46,7 @@ pub struct CoreDeps {
     pub config: GatewayConfig,
     pub bridge: Bridge,
     pub gateway_metrics: Arc<GatewayMetrics>,
-    pub dir_tx: mpsc::Sender<crate::side::DispatchMsg>,
+    pub dir_tx: mpsc::Sender<DispatchMsg>,
     pub upstream_tx: mpsc::Sender<pb::UpstreamMessage>,
 }
 
@@ -109,11 +80,13 @@ impl Core {
         ((self.index as u64) << CORE_SHIFT) | (n & ((1 << CORE_SHIFT) - 1))
     }
 
-    /// Adds a connection for `user`; tells the dispatcher when it is the user's first here.
-    pub async fn register(&self, user: pb::User) -> Rc<Conn> {
+    /// Adds a connection for `user`, opened with the token `token_tag` names; tells the
+    /// dispatcher when it is the user's first here.
+    pub async fn register(&self, user: pb::User, token_tag: u64) -> Rc<Conn> {
         let conn = Conn::new(
             self.next_conn_id(),
             user,
+            token_tag,
             self.config.send_queue_frames,
             self.config.send_queue_bytes,
             self.metrics.clone(),
@@ -130,7 +103,7 @@ impl Core {
         if first {
             let _ = self
                 .dir_tx
-                .send(crate::side::DispatchMsg::Dir(DirEvent::Up {
+                .send(DispatchMsg::Dir(DirEvent::Up {
                     user_id: conn.user_id(),
                     core: self.index,
                 }))
@@ -162,7 +135,7 @@ impl Core {
         if last {
             let _ = self
                 .dir_tx
-                .send(crate::side::DispatchMsg::Dir(DirEvent::Down {
+                .send(DispatchMsg::Dir(DirEvent::Down {
                     user_id: conn.user_id(),
                     core: self.index,
                 }))
@@ -211,6 +184,24 @@ impl Core {
             CoreMsg::ToConn { conn_id, frame } => {
                 if let Some(c) = self.conn(conn_id) {
                     c.push(frame);
+                }
+            }
+            CoreMsg::Revoke { user_id, token_tag } => {
+                let by_user = self.by_user.borrow();
+                let revoked = by_user
+                    .get(&user_id)
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c.token_tag == token_tag);
+                for c in revoked {
+                    c.push(
+                        ServerEvent::error(
+                            ErrorCode::AuthFailed,
+                            "logged out: this token is revoked",
+                        )
+                        .encode(),
+                    );
+                    c.close(frame::code::AUTH_FAILED, "logged out", true);
                 }
             }
             CoreMsg::Drain => {

@@ -1,4 +1,5 @@
 //! The gateway's tokio side: everything that talks to the bus, kept off the monoio cores.
+//! It reaches the cores only through the channels of [`crate::channels`].
 //!
 //! - one **upstream publisher** per core: publishes the core's client sends, in order, to
 //!   `im-upstream-topic`;
@@ -18,18 +19,14 @@ use pb::downstream_batch::Body;
 use prost::Message as _;
 use ringchat_core::ports::Bus;
 use ringchat_core::shutdown::ShutdownSignal;
+use ringchat_core::ErrorCode;
 use ringchat_proto as pb;
-use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::core::{core_of, CoreMsg, DirEvent};
+use crate::channels::{core_of, token_tag, CoreMsg, DirEvent, DispatchMsg};
 use crate::metrics::GatewayMetrics;
-use crate::{frame, json};
-
-pub enum DispatchMsg {
-    Dir(DirEvent),
-    Event(pb::DownstreamBatch),
-}
+use crate::protocol::objects::Message;
+use crate::protocol::ServerEvent;
 
 /// Publishes one core's client sends in order; a refused send gets an error frame.
 pub async fn run_upstream_publisher(
@@ -52,14 +49,13 @@ pub async fn run_upstream_publisher(
                 metrics.pending_sends.fetch_sub(1, Relaxed);
                 metrics.upstream_failed.fetch_add(1, Relaxed);
                 tracing::warn!(error = %e, conn_id = up.conn_id, "upstream publish failed");
-                let f = frame::text(&json::event(
-                    "error",
-                    json!({
-                        "code": "INTERNAL",
-                        "message": "the message bus is unavailable: resend shortly",
-                        "tempMessageId": up.temp_message_id,
-                    }),
-                ));
+                let f = ServerEvent::Error {
+                    code: ErrorCode::Unavailable.ws_code(),
+                    message: "the message bus is unavailable: resend shortly",
+                    temp_message_id: Some(&up.temp_message_id),
+                    conversation_id: Some(&up.conversation_id),
+                }
+                .encode();
                 let _ = core_tx
                     .send(CoreMsg::ToConn {
                         conn_id: up.conn_id,
@@ -188,6 +184,14 @@ pub async fn run_dispatcher(
                             let _ = c.send(CoreMsg::ToConn { conn_id, frame }).await;
                         }
                     }
+                    Routed::Revoke { user_id, token_tag } => {
+                        let mask = directory.get(&user_id).copied().unwrap_or(0);
+                        for (i, c) in cores.iter().enumerate() {
+                            if mask & (1 << i) != 0 {
+                                let _ = c.send(CoreMsg::Revoke { user_id, token_tag }).await;
+                            }
+                        }
+                    }
                     Routed::Nothing => {}
                 }
             }
@@ -209,6 +213,10 @@ enum Routed {
         conn_id: u64,
         frame: Bytes,
     },
+    Revoke {
+        user_id: i64,
+        token_tag: u64,
+    },
     Nothing,
 }
 
@@ -219,10 +227,11 @@ fn route(body: Body, metrics: &GatewayMetrics) -> Routed {
             let Some(m) = n.message else {
                 return Routed::Nothing;
             };
-            let frame = frame::text(&json::event(
-                "new-message",
-                json!({ "conversationId": m.conversation_id, "message": json::message(&m) }),
-            ));
+            let frame = ServerEvent::NewMessage {
+                conversation_id: &m.conversation_id,
+                message: Message::from(&m),
+            }
+            .encode();
             if n.broadcast {
                 Routed::All {
                     frame,
@@ -240,53 +249,42 @@ fn route(body: Body, metrics: &GatewayMetrics) -> Routed {
             metrics.pending_sends.fetch_sub(1, Relaxed);
             Routed::Conn {
                 conn_id: a.conn_id,
-                frame: frame::text(&json::event(
-                    "message-ack",
-                    json!({
-                        "tempMessageId": a.temp_message_id,
-                        "messageId": a.message_id.to_string(),
-                        "seqId": a.seq_id,
-                        "conversationId": a.conversation_id,
-                        "status": "success",
-                        "duplicate": a.duplicate,
-                    }),
-                )),
+                frame: ServerEvent::ack(&a).encode(),
             }
         }
         Body::Error(e) => {
             metrics.pending_sends.fetch_sub(1, Relaxed);
+            let code = ErrorCode::parse(&e.code).unwrap_or(ErrorCode::Internal);
             Routed::Conn {
                 conn_id: e.conn_id,
-                frame: frame::text(&json::event(
-                    "error",
-                    json!({
-                        "code": json::ws_error_code(&e.code),
-                        "message": e.message,
-                        "tempMessageId": e.temp_message_id,
-                        "conversationId": e.conversation_id,
-                    }),
-                )),
+                frame: ServerEvent::Error {
+                    code: code.ws_code(),
+                    message: &e.message,
+                    temp_message_id: Some(&e.temp_message_id),
+                    conversation_id: Some(&e.conversation_id),
+                }
+                .encode(),
             }
         }
-        Body::Presence(p) => Routed::Users {
-            frame: frame::text(&json::event(
-                &p.event,
-                json!({ "userId": p.user_id.to_string(), "online": p.online }),
-            )),
-            users: p.recipient_user_ids,
-            exclude: 0,
-        },
-        Body::ConversationUpdate(u) => {
-            let updates: serde_json::Value =
-                serde_json::from_str(&u.updates_json).unwrap_or(serde_json::Value::Null);
+        Body::Presence(p) => {
+            let (user_id, online) = (p.user_id.to_string(), p.online);
+            let event = match p.event.as_str() {
+                "friend-online" => ServerEvent::FriendOnline { user_id, online },
+                "group-member-online" => ServerEvent::GroupMemberOnline { user_id, online },
+                other => {
+                    tracing::warn!(event = other, "unknown presence event dropped");
+                    return Routed::Nothing;
+                }
+            };
             Routed::Users {
-                frame: frame::text(&json::event(
-                    "conversation-update",
-                    json!({ "conversationId": u.conversation_id, "updates": updates }),
-                )),
-                users: u.recipient_user_ids,
+                frame: event.encode(),
+                users: p.recipient_user_ids,
                 exclude: 0,
             }
         }
+        Body::Revoked(r) => Routed::Revoke {
+            user_id: r.user_id,
+            token_tag: token_tag(&r.token_id),
+        },
     }
 }

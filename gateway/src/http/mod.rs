@@ -1,0 +1,132 @@
+//! HTTP/1.1 on a core: request heads ([`request`]), responses ([`response`]), CORS
+//! ([`cors`]), keep-alive and limits (here), and the WebSocket upgrade ([`upgrade`]).
+//!
+//! What a request means is not decided here: each listener passes the [`Routes`] that
+//! answer its requests (the client API, the admin port), so this module depends on no
+//! handler and the handlers depend on it.
+
+pub mod cors;
+pub mod request;
+pub mod response;
+pub mod upgrade;
+
+use std::future::Future;
+use std::rc::Rc;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use ringchat_core::{Error, ErrorCode};
+
+pub use request::{percent_decode, Request};
+pub use response::Response;
+
+use crate::cores::Core;
+use request::{read_head, Head, IDLE_TIMEOUT};
+
+/// What answers the requests of one listener.
+pub trait Routes: Copy + 'static {
+    /// Whether `GET /ws` with `Upgrade: websocket` opens a client WebSocket here.
+    const WEBSOCKET: bool;
+
+    fn route(self, core: &Rc<Core>, req: &Request) -> impl Future<Output = Response>;
+}
+
+/// Serves one TCP connection: requests until it closes, or a WebSocket after an upgrade.
+pub async fn serve_conn<R: Routes>(core: Rc<Core>, mut stream: TcpStream, routes: R) {
+    let _ = stream.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        let head = read_head(&mut stream, &mut buf, core.config.http_max_head_bytes).await;
+        let (mut req, head_len) = match head {
+            Head::Request(r, n) => (r, n),
+            Head::Reply(resp) => {
+                let _ = stream.write_all(resp.encode(&[], false)).await;
+                return;
+            }
+            Head::Closed => return,
+        };
+        buf.drain(..head_len);
+        core.metrics
+            .http_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+
+        if R::WEBSOCKET && req.path == "/ws" && upgrade::is_upgrade(&req) {
+            upgrade::upgrade(core, stream, req, buf).await;
+            return;
+        }
+
+        // body
+        let len = match req
+            .header("content-length")
+            .map(str::trim)
+            .map(str::parse::<usize>)
+        {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => {
+                let r = Response::error(&Error::invalid("bad content-length"));
+                let _ = stream.write_all(r.encode(&[], false)).await;
+                return;
+            }
+        };
+        if req.header("transfer-encoding").is_some() {
+            let r = Response::error_with_status(
+                411,
+                &Error::invalid("chunked bodies are not supported: send content-length"),
+            );
+            let _ = stream.write_all(r.encode(&[], false)).await;
+            return;
+        }
+        if len > core.config.http_max_body_bytes {
+            core.metrics.error(ErrorCode::MessageTooLarge);
+            let r = Response::error(&Error::new(
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "request body over {} bytes",
+                    core.config.http_max_body_bytes
+                ),
+            ));
+            let cors = cors::headers(&core.config.cors_origins, &req);
+            let _ = stream.write_all(r.encode(&cors, false)).await;
+            return;
+        }
+        if len > buf.len()
+            && req
+                .header("expect")
+                .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+        {
+            let (res, _) = stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec())
+                .await;
+            if res.is_err() {
+                return;
+            }
+        }
+        while buf.len() < len {
+            let chunk = Vec::with_capacity((len - buf.len()).min(64 * 1024));
+            let read = monoio::time::timeout(IDLE_TIMEOUT, stream.read(chunk)).await;
+            match read {
+                Ok((Ok(n), chunk)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
+        }
+        req.body = buf.drain(..len).collect();
+
+        let keep_alive = !req
+            .header("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let cors = cors::headers(&core.config.cors_origins, &req);
+        let resp = if req.method == "OPTIONS" {
+            if cors.is_empty() {
+                core.metrics.error(ErrorCode::Forbidden);
+            }
+            cors::preflight(&req, !cors.is_empty())
+        } else {
+            routes.route(&core, &req).await
+        };
+        let (res, _) = stream.write_all(resp.encode(&cors, keep_alive)).await;
+        if res.is_err() || !keep_alive {
+            return;
+        }
+    }
+}

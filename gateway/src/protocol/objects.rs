@@ -1,0 +1,338 @@
+//! The JSON objects of the client API (docs/client-api.md): users, messages,
+//! conversations, groups and friends as clients see them. IDs are strings, times RFC 3339,
+//! message types and roles names. Each is built from the backend's protobuf type by
+//! borrowing, so encoding a frame copies nothing but the JSON itself.
+
+use ringchat_core::model::message_type_name;
+use ringchat_proto as pb;
+use serde::Serialize;
+
+/// Unix milliseconds as RFC 3339 UTC (`2026-11-26T16:23:24.123Z`).
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // civil-from-days (Howard Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if mo <= 2 { y + 1 } else { y };
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User<'a> {
+    pub user_id: String,
+    pub username: &'a str,
+    pub avatar: &'a str,
+    pub is_guest: bool,
+}
+
+impl<'a> From<&'a pb::User> for User<'a> {
+    fn from(u: &'a pb::User) -> Self {
+        User {
+            user_id: u.user_id.to_string(),
+            username: &u.username,
+            avatar: &u.avatar,
+            is_guest: u.is_guest,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message<'a> {
+    pub message_id: String,
+    pub conversation_id: &'a str,
+    pub sender_id: String,
+    pub sender_name: &'a str,
+    pub content: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub send_time: String,
+    pub seq_id: i64,
+}
+
+impl<'a> From<&'a pb::ChatMessage> for Message<'a> {
+    fn from(m: &'a pb::ChatMessage) -> Self {
+        Message {
+            message_id: m.message_id.to_string(),
+            conversation_id: &m.conversation_id,
+            sender_id: m.sender_id.to_string(),
+            sender_name: &m.sender_name,
+            content: &m.content,
+            kind: message_type_name(m.r#type),
+            send_time: rfc3339(m.send_time_ms),
+            seq_id: m.seq_id,
+        }
+    }
+}
+
+/// Who a conversation is with: the peer of a single chat, a group, or the world room.
+#[derive(Debug, Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+pub enum Target<'a> {
+    Peer {
+        user_id: String,
+        username: &'a str,
+        avatar: &'a str,
+    },
+    Group {
+        group_id: String,
+        group_name: &'a str,
+        avatar: &'a str,
+        member_count: i64,
+    },
+    World {
+        group_id: &'static str,
+        group_name: &'a str,
+        avatar: &'a str,
+        description: &'a str,
+        member_count: i64,
+    },
+}
+
+/// One row of a user's conversation list. `lastMessage` is the last message's content
+/// (clients show it as the preview; contract v1.1); the rest of the last message is in
+/// the `lastMessage*` fields beside it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation<'a> {
+    pub conversation_id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub target: Option<Target<'a>>,
+    pub last_message: &'a str,
+    pub last_message_time: Option<String>,
+    pub last_message_seq: i64,
+    pub last_message_sender_id: Option<String>,
+    pub last_message_sender_name: Option<&'a str>,
+    pub unread_count: i64,
+    pub last_seq: i64,
+}
+
+fn conversation_type(t: i32) -> &'static str {
+    match pb::ConversationType::try_from(t) {
+        Ok(pb::ConversationType::Group) => "group",
+        Ok(pb::ConversationType::World) => "world",
+        _ => "single",
+    }
+}
+
+impl<'a> From<&'a pb::ConversationView> for Conversation<'a> {
+    fn from(c: &'a pb::ConversationView) -> Self {
+        use pb::conversation_view::Target as T;
+        let target = c.target.as_ref().map(|t| match t {
+            T::Peer(u) => Target::Peer {
+                user_id: u.user_id.to_string(),
+                username: &u.username,
+                avatar: &u.avatar,
+            },
+            T::Group(g) => Target::Group {
+                group_id: g.group_id.to_string(),
+                group_name: &g.group_name,
+                avatar: &g.avatar,
+                member_count: g.member_count,
+            },
+            T::World(w) => Target::World {
+                group_id: ringchat_core::model::WORLD_ID,
+                group_name: &w.group_name,
+                avatar: &w.avatar,
+                description: &w.description,
+                member_count: w.member_count,
+            },
+        });
+        let last = c.last_message.as_ref();
+        Conversation {
+            conversation_id: &c.conversation_id,
+            kind: conversation_type(c.r#type),
+            target,
+            last_message: last.map_or("", |m| m.content.as_str()),
+            last_message_time: (c.last_message_time_ms > 0)
+                .then(|| rfc3339(c.last_message_time_ms)),
+            last_message_seq: last.map_or(0, |m| m.seq_id),
+            last_message_sender_id: last.map(|m| m.sender_id.to_string()),
+            last_message_sender_name: last.map(|m| m.sender_name.as_str()),
+            unread_count: c.unread_count,
+            last_seq: c.last_seq,
+        }
+    }
+}
+
+pub fn role_name(r: i32) -> &'static str {
+    match pb::GroupRole::try_from(r) {
+        Ok(pb::GroupRole::Owner) => "owner",
+        Ok(pb::GroupRole::Admin) => "admin",
+        _ => "member",
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupMember<'a> {
+    pub user_id: String,
+    pub username: &'a str,
+    pub avatar: &'a str,
+    pub role: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group<'a> {
+    pub group_id: String,
+    pub group_name: &'a str,
+    pub avatar: &'a str,
+    pub owner_id: String,
+    pub conversation_id: &'a str,
+    pub member_count: usize,
+    pub members: Vec<GroupMember<'a>>,
+}
+
+impl<'a> From<&'a pb::Group> for Group<'a> {
+    fn from(g: &'a pb::Group) -> Self {
+        Group {
+            group_id: g.group_id.to_string(),
+            group_name: &g.group_name,
+            avatar: &g.avatar,
+            owner_id: g.owner_id.to_string(),
+            conversation_id: &g.conversation_id,
+            member_count: g.members.len(),
+            members: g
+                .members
+                .iter()
+                .map(|m| GroupMember {
+                    user_id: m.user_id.to_string(),
+                    username: &m.username,
+                    avatar: &m.avatar,
+                    role: role_name(m.role),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Friend<'a> {
+    pub user_id: String,
+    pub username: &'a str,
+    pub avatar: &'a str,
+    pub online: bool,
+}
+
+/// `data` of login and guest.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Auth<'a> {
+    pub token: &'a str,
+    pub user: Option<User<'a>>,
+    pub expires_at: String,
+}
+
+impl<'a> From<&'a pb::AuthResponse> for Auth<'a> {
+    fn from(a: &'a pb::AuthResponse) -> Self {
+        Auth {
+            token: &a.token,
+            user: a.user.as_ref().map(User::from),
+            expires_at: rfc3339(a.expires_at * 1000),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pagination {
+    pub page: i64,
+    pub size: i64,
+    pub total: i64,
+    pub has_more: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_710_204_123), "2026-11-26T16:23:24.123Z");
+    }
+
+    fn chat_message() -> pb::ChatMessage {
+        pb::ChatMessage {
+            message_id: 12,
+            conversation_id: "s_1_2".into(),
+            sender_id: 1,
+            sender_name: "ann".into(),
+            content: "hi".into(),
+            r#type: 2,
+            send_time_ms: 0,
+            seq_id: 3,
+            temp_message_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn ids_are_strings_and_times_rfc3339() {
+        let m = chat_message();
+        let v = serde_json::to_value(Message::from(&m)).unwrap();
+        assert_eq!(v["messageId"], "12");
+        assert_eq!(v["senderId"], "1");
+        assert_eq!(v["type"], "image");
+        assert_eq!(v["seqId"], 3);
+        assert_eq!(v["sendTime"], "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn last_message_is_the_content_string() {
+        let view = pb::ConversationView {
+            conversation_id: "s_1_2".into(),
+            r#type: pb::ConversationType::Single as i32,
+            target: None,
+            last_message: Some(chat_message()),
+            last_message_time_ms: 1000,
+            unread_count: 1,
+            last_seq: 3,
+            read_seq: 2,
+        };
+        let v = serde_json::to_value(Conversation::from(&view)).unwrap();
+        assert_eq!(v["lastMessage"], "hi");
+        assert_eq!(v["lastMessageSeq"], 3);
+        assert_eq!(v["lastMessageSenderId"], "1");
+        assert_eq!(v["lastMessageSenderName"], "ann");
+        let empty = pb::ConversationView {
+            last_message: None,
+            ..view
+        };
+        let v = serde_json::to_value(Conversation::from(&empty)).unwrap();
+        assert_eq!(v["lastMessage"], "");
+        assert_eq!(v["lastMessageSenderId"], json!(null));
+    }
+
+    #[test]
+    fn world_target_has_a_member_count() {
+        let view = pb::ConversationView {
+            conversation_id: "world".into(),
+            r#type: pb::ConversationType::World as i32,
+            target: Some(pb::conversation_view::Target::World(
+                ringchat_core::model::world_target(7),
+            )),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(Conversation::from(&view)).unwrap();
+        assert_eq!(v["type"], "world");
+        assert_eq!(v["target"]["groupId"], "world");
+        assert_eq!(v["target"]["memberCount"], 7);
+    }
+}
