@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use im_logic::LogicApi;
-use ringchat_core::{Error, Result};
+use ringchat_core::{Error, ErrorCode, Result};
 
 #[derive(Clone)]
 pub struct Bridge {
@@ -23,20 +23,24 @@ impl Bridge {
         Bridge { rt, logic }
     }
 
-    /// Runs `f(logic)` on the tokio side and awaits its result from any executor.
+    /// Runs `f(logic)` on the tokio side and awaits its result from any executor (a tokio
+    /// `JoinHandle` wakes whatever waker polls it). A call that panics is an `INTERNAL`
+    /// error, logged; one cut short by the runtime stopping is `UNAVAILABLE`.
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: FnOnce(Arc<dyn LogicApi>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let logic = self.logic.clone();
-        self.rt.spawn(async move {
-            let _ = tx.send(f(logic).await);
-        });
-        rx.await
-            .unwrap_or_else(|_| Err(Error::unavailable("the backend runtime is shutting down")))
+        match self.rt.spawn(async move { f(logic).await }).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => {
+                tracing::error!(error = %e, "backend call panicked");
+                Err(Error::new(ErrorCode::Internal, "internal error"))
+            }
+            Err(_) => Err(Error::unavailable("the backend runtime is shutting down")),
+        }
     }
 
     /// Fire-and-forget on the tokio side; failures are logged.

@@ -118,20 +118,26 @@ impl HistoryQuery {
     /// reads at most `size + 1` rows in that order, then calls [`HistoryQuery::finish`].
     pub fn seq_window(&self, last_seq: i64) -> (i64, i64, bool) {
         match self.cursor {
-            Cursor::After(a) => (a + 1, i64::MAX, false),
-            Cursor::Before(b) => (1, b - 1, true),
+            // saturating: any i64 a client sends is a valid (perhaps empty) window
+            Cursor::After(a) => (a.saturating_add(1), i64::MAX, false),
+            Cursor::Before(b) => (1, b.saturating_sub(1), true),
             Cursor::Page => {
-                let hi = last_seq - (self.page - 1) * self.size;
-                let lo = (hi - self.size + 1).max(1);
+                let hi = self.page_top(last_seq);
+                let lo = hi.saturating_sub(self.size - 1).max(1);
                 (lo, hi, false)
             }
         }
     }
 
+    /// The newest seq on page `page` (below 1: the page is past the oldest message).
+    fn page_top(&self, last_seq: i64) -> i64 {
+        last_seq.saturating_sub((self.page - 1).saturating_mul(self.size))
+    }
+
     /// Trims the extra row, orders oldest first and builds the pagination.
     pub fn finish(&self, rows: &mut Vec<pb::ChatMessage>, last_seq: i64) -> pb::HistoryPage {
         let has_more = match self.cursor {
-            Cursor::Page => last_seq - (self.page - 1) * self.size - self.size >= 1,
+            Cursor::Page => self.page_top(last_seq).saturating_sub(self.size) >= 1,
             Cursor::After(_) | Cursor::Before(_) => {
                 let more = rows.len() as i64 > self.size;
                 rows.truncate(self.size as usize);
@@ -169,6 +175,34 @@ mod tests {
         assert_eq!(parse_message_type_name("gif"), None);
         assert_eq!(message_type_from_int(4), Some(pb::MessageType::System));
         assert_eq!(message_type_from_int(0), None);
+    }
+
+    #[test]
+    fn extreme_cursors_and_pages_are_empty_windows_not_overflows() {
+        let q = |page, after_seq, before_seq| {
+            HistoryQuery::from_request(&pb::HistoryRequest {
+                conversation_id: "c".into(),
+                page,
+                size: MAX_PAGE_SIZE,
+                after_seq,
+                before_seq,
+            })
+            .unwrap()
+        };
+        let (lo, hi, _) = q(1, Some(i64::MAX), None).seq_window(10);
+        assert!(
+            lo > hi || lo > 10,
+            "after i64::MAX reads nothing: {lo}..{hi}"
+        );
+        for page in [i64::MAX, i64::MAX / 2, 1 << 62] {
+            let query = q(page, None, None);
+            let (_, hi, _) = query.seq_window(10);
+            assert!(hi < 1, "page {page} is past the first message");
+            let done = query.finish(&mut Vec::new(), 10);
+            assert!(!done.pagination.unwrap().has_more);
+        }
+        let (lo, hi, newest_first) = q(1, None, Some(0)).seq_window(10);
+        assert!(lo > hi && newest_first);
     }
 
     #[test]
