@@ -34,6 +34,7 @@ impl Embedded {
             &logic,
             config.logic.upstream_consumers,
             config.logic.append_batch,
+            config.logic.retry_budget(),
             &signal,
         );
         let task = Arc::new(im_task::TaskService::new(

@@ -54,6 +54,75 @@ impl Write for BufIo {
     }
 }
 
+/// Client frames from raw bytes: tungstenite's framing (masking, fragmentation, UTF-8,
+/// control frames, size limits) over an in-memory buffer. Pure (no socket), so the
+/// reader task and the fuzz targets drive the same code.
+pub struct FrameReader {
+    ctx: WebSocketContext,
+    io: BufIo,
+}
+
+/// What [`FrameReader::next`] found.
+pub enum Next {
+    Message(Message),
+    /// Everything buffered is consumed: feed more bytes.
+    NeedMore,
+    /// The closing handshake is complete; nothing more will be read.
+    Closed,
+    /// The peer broke the protocol; close with the fitting code.
+    Violation(tungstenite::Error),
+}
+
+impl FrameReader {
+    /// A server-side reader; `max_frame_bytes` bounds frames and messages.
+    pub fn new(max_frame_bytes: usize, leftover: &[u8]) -> FrameReader {
+        let config = WebSocketConfig::default()
+            // tungstenite's own buffer only holds what we copy in from `rx`: keep it small,
+            // it grows for large messages (idle connections are most connections)
+            .read_buffer_size(512)
+            .write_buffer_size(0)
+            .max_message_size(Some(max_frame_bytes))
+            .max_frame_size(Some(max_frame_bytes));
+        FrameReader {
+            ctx: WebSocketContext::new(Role::Server, Some(config)),
+            io: BufIo {
+                rx: BytesMut::from(leftover),
+                tx: Vec::new(),
+            },
+        }
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.io.rx.extend_from_slice(bytes);
+    }
+
+    // not an Iterator: `NeedMore` is not the end, more bytes can follow
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Next {
+        match self.ctx.read(&mut self.io) {
+            Ok(msg) => Next::Message(msg),
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                Next::NeedMore
+            }
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                Next::Closed
+            }
+            Err(e) => Next::Violation(e),
+        }
+    }
+
+    /// After a close from the peer: writes tungstenite's reply (the client's code echoed,
+    /// or 1002 for a code a peer may not send) into the output.
+    pub fn answer_close(&mut self) {
+        let _ = self.ctx.flush(&mut self.io);
+    }
+
+    /// What tungstenite wrote (pongs, close replies), as one frame buffer to send.
+    pub fn take_output(&mut self) -> Option<Bytes> {
+        (!self.io.tx.is_empty()).then(|| Bytes::from(std::mem::take(&mut self.io.tx)))
+    }
+}
+
 /// Per-connection send rate limit (token bucket).
 struct RateLimit {
     tokens: f64,
@@ -139,18 +208,7 @@ async fn read_loop(
     leftover: Vec<u8>,
 ) {
     let cfg = &core.config;
-    let ws_config = WebSocketConfig::default()
-        // tungstenite's own buffer only holds what we copy in from `rx`: keep it small,
-        // it grows for large messages (idle connections are most connections)
-        .read_buffer_size(512)
-        .write_buffer_size(0)
-        .max_message_size(Some(cfg.max_frame_bytes))
-        .max_frame_size(Some(cfg.max_frame_bytes));
-    let mut ctx = WebSocketContext::new(Role::Server, Some(ws_config));
-    let mut io = BufIo {
-        rx: BytesMut::from(&leftover[..]),
-        tx: Vec::new(),
-    };
+    let mut frames = FrameReader::new(cfg.max_frame_bytes, &leftover);
     // the handshake's buffer: do not keep it for the life of the connection
     drop(leftover);
     let mut limit = RateLimit {
@@ -163,36 +221,34 @@ async fn read_loop(
     loop {
         // parse everything buffered
         loop {
-            match ctx.read(&mut io) {
-                Ok(msg) => {
+            match frames.next() {
+                Next::Message(msg) => {
                     conn.touch();
                     if !on_message(core, conn, msg, &mut limit) {
-                        // the closing handshake: tungstenite has queued the reply (the
-                        // client's code echoed, or 1002 for a code a peer may not send);
-                        // flushing writes it into `io.tx`, and the writer sends it before
-                        // it closes TCP
+                        // the closing handshake: the reply goes out before the writer
+                        // closes TCP
                         tracing::debug!(conn_id = conn.id, "peer sent close");
-                        let _ = ctx.flush(&mut io);
-                        flush_tx(conn, &mut io);
+                        frames.answer_close();
+                        flush_tx(conn, &mut frames);
                         conn.finish();
                         return;
                     }
                 }
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                Next::NeedMore => break,
+                Next::Closed => {
                     tracing::debug!(conn_id = conn.id, "websocket closed by the close handshake");
-                    flush_tx(conn, &mut io);
+                    flush_tx(conn, &mut frames);
                     conn.finish();
                     return;
                 }
-                Err(e) => {
-                    flush_tx(conn, &mut io);
+                Next::Violation(e) => {
+                    flush_tx(conn, &mut frames);
                     protocol_close(core, conn, &e);
                     return;
                 }
             }
         }
-        flush_tx(conn, &mut io);
+        flush_tx(conn, &mut frames);
         if !conn.is_open() {
             return;
         }
@@ -211,15 +267,15 @@ async fn read_loop(
                 tracing::debug!(conn_id = conn.id, error = %e, "read ended");
                 return;
             }
-            Ok(n) => io.rx.extend_from_slice(&buf[..n]),
+            Ok(n) => frames.feed(&buf[..n]),
         }
     }
 }
 
 /// Moves what tungstenite wrote (pongs, close replies) into the send queue.
-fn flush_tx(conn: &Conn, io: &mut BufIo) {
-    if !io.tx.is_empty() {
-        conn.push(Bytes::from(std::mem::take(&mut io.tx)));
+fn flush_tx(conn: &Conn, frames: &mut FrameReader) {
+    if let Some(out) = frames.take_output() {
+        conn.push(out);
     }
 }
 

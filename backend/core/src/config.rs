@@ -200,6 +200,15 @@ pub struct LogicConfig {
     pub upstream_consumers: u32,
     /// Most upstream messages appended in one store transaction.
     pub append_batch: usize,
+    /// How long a batch of sends is retried (with backoff) while the store or bus fails
+    /// transiently; after that each send of it is answered with an `error` frame.
+    pub retry_budget_secs: u64,
+}
+
+impl LogicConfig {
+    pub fn retry_budget(&self) -> Duration {
+        Duration::from_secs(self.retry_budget_secs)
+    }
 }
 
 impl Default for LogicConfig {
@@ -211,6 +220,7 @@ impl Default for LogicConfig {
             max_content_bytes: 64 * 1024,
             upstream_consumers: 2,
             append_batch: 256,
+            retry_budget_secs: 30,
         }
     }
 }

@@ -248,10 +248,27 @@ impl From<tonic::Status> for Error {
     }
 }
 
+/// Database errors a retry can cure: SQLite's BUSY (5), LOCKED (6), IOERR (10) and FULL
+/// (13) (primary codes, the low byte of the extended code sqlx reports), MySQL/MariaDB's
+/// lock wait timeout (1205) and deadlock (1213).
+fn is_transient_db_error(e: &(dyn sqlx::error::DatabaseError + 'static)) -> bool {
+    let Some(code) = e.code().and_then(|c| c.parse::<i64>().ok()) else {
+        return false;
+    };
+    if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        matches!(code & 0xff, 5 | 6 | 10 | 13)
+    } else {
+        matches!(code, 1205 | 1213)
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                Error::unavailable(format!("store: {e}"))
+            }
+            sqlx::Error::Database(d) if is_transient_db_error(d.as_ref()) => {
                 Error::unavailable(format!("store: {e}"))
             }
             _ => Error::internal(format!("store: {e}")),

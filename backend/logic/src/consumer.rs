@@ -1,7 +1,16 @@
 //! The upstream consumer: reads client sends from `im-upstream-topic` in batches and hands
-//! them to [`LogicService::process_upstream`]. A batch is committed only once processed;
-//! while the store or bus is down the same batch is retried with backoff, so an accepted
-//! send is never dropped on the floor.
+//! them to [`LogicService::process_upstream`]. A batch is committed only once every send
+//! in it is answered (an ack, or an `error` frame naming its `tempMessageId`):
+//! - a transient failure (store busy or locked, bus down) retries the batch with backoff
+//!   for up to `logic.retry_budget_secs` (appends are idempotent on the sender's
+//!   `tempMessageId`, so a retry stores nothing twice);
+//! - a batch that fails otherwise is split and each send processed alone, so one bad send
+//!   cannot sink the others;
+//! - a send that still fails is answered with an `error` frame (`UNAVAILABLE` folds into
+//!   `INTERNAL` on the wire): the client resends with the same `tempMessageId`.
+//!
+//! No send is ever dropped without an answer, so a gateway's count of pending sends
+//! always returns to zero.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +18,7 @@ use std::time::Duration;
 use prost::Message as _;
 use ringchat_core::model::LOGIC_GROUP;
 use ringchat_core::shutdown::ShutdownSignal;
-use ringchat_core::Result;
+use ringchat_core::{Error, Result};
 use ringchat_proto as pb;
 
 use crate::LogicService;
@@ -18,6 +27,7 @@ use crate::LogicService;
 pub async fn run_upstream_consumer(
     logic: Arc<LogicService>,
     batch_max: usize,
+    budget: Duration,
     mut shutdown: ShutdownSignal,
 ) -> Result<()> {
     let mut sub = logic
@@ -47,23 +57,9 @@ pub async fn run_upstream_consumer(
                 }
             })
             .collect();
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match logic.process_upstream(&batch).await {
-                Ok(()) => break,
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!(error = %e, records = batch.len(), ?backoff, "upstream batch failed, retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.wait() => return Ok(()),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, records = batch.len(), "upstream batch failed, skipped");
-                    break;
-                }
-            }
+        if !process_with_retries(&logic, &batch, budget, &mut shutdown).await {
+            // shutting down mid-retry: leave the batch uncommitted for redelivery
+            return Ok(());
         }
         if let Err(e) = sub.commit(&records).await {
             tracing::warn!(error = %e, "upstream commit failed; records may be processed again");
@@ -72,11 +68,81 @@ pub async fn run_upstream_consumer(
     Ok(())
 }
 
+/// Processes `batch` until every send in it is answered; false if shutdown came first.
+async fn process_with_retries(
+    logic: &LogicService,
+    batch: &[pb::UpstreamMessage],
+    budget: Duration,
+    shutdown: &mut ShutdownSignal,
+) -> bool {
+    match retry(logic, batch, budget, shutdown).await {
+        Some(Ok(())) => return true,
+        None => return false,
+        Some(Err(e)) if batch.len() == 1 => {
+            answer_failed(logic, &batch[0], &e).await;
+            return true;
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, records = batch.len(), "upstream batch failed, processing its sends one by one");
+        }
+    }
+    for up in batch {
+        match retry(logic, std::slice::from_ref(up), budget, shutdown).await {
+            Some(Ok(())) => {}
+            None => return false,
+            Some(Err(e)) => answer_failed(logic, up, &e).await,
+        }
+    }
+    true
+}
+
+/// Runs `process_upstream` on `batch`, retrying transient errors with backoff within
+/// `budget`. None if shutdown came first.
+async fn retry(
+    logic: &LogicService,
+    batch: &[pb::UpstreamMessage],
+    budget: Duration,
+    shutdown: &mut ShutdownSignal,
+) -> Option<Result<()>> {
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match logic.process_upstream(batch).await {
+            Ok(()) => return Some(Ok(())),
+            Err(e) if e.is_retryable() && tokio::time::Instant::now() + backoff < deadline => {
+                tracing::warn!(error = %e, records = batch.len(), ?backoff, "upstream batch failed, retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.wait() => return None,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Some(Err(e)),
+        }
+    }
+}
+
+/// The send could not be stored: tell its connection, naming its `tempMessageId`.
+async fn answer_failed(logic: &LogicService, up: &pb::UpstreamMessage, e: &Error) {
+    tracing::error!(error = %e, conn_id = up.conn_id, temp_message_id = %up.temp_message_id, "send failed after retries, answering with an error");
+    let answer = Error::new(
+        e.code,
+        format!(
+            "{}: not stored, resend with the same tempMessageId",
+            e.message
+        ),
+    );
+    if let Err(e) = logic.send_error(up, &answer).await {
+        tracing::error!(error = %e, conn_id = up.conn_id, "cannot answer a failed send (the bus is down too): the client resends after its timeout");
+    }
+}
+
 /// Spawns `n` consumers of the `im-logic` group on the current runtime.
 pub fn spawn_upstream_consumers(
     logic: &Arc<LogicService>,
     n: u32,
     batch_max: usize,
+    budget: Duration,
     shutdown: &ShutdownSignal,
 ) -> Vec<tokio::task::JoinHandle<Result<()>>> {
     (0..n)
@@ -84,6 +150,7 @@ pub fn spawn_upstream_consumers(
             tokio::spawn(run_upstream_consumer(
                 logic.clone(),
                 batch_max,
+                budget,
                 shutdown.clone(),
             ))
         })

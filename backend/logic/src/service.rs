@@ -377,7 +377,8 @@ impl LogicService {
         Ok(())
     }
 
-    async fn send_error(&self, up: &pb::UpstreamMessage, e: &Error) -> Result<()> {
+    /// Answers a client send with an `error` frame naming its `tempMessageId`.
+    pub(crate) async fn send_error(&self, up: &pb::UpstreamMessage, e: &Error) -> Result<()> {
         send_downstream(
             self.ports.bus.as_ref(),
             &up.gateway_id,

@@ -12,16 +12,17 @@ pub mod upgrade;
 
 use std::future::Future;
 use std::rc::Rc;
+use std::time::Instant;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use ringchat_core::{Error, ErrorCode};
+use ringchat_core::ErrorCode;
 
 pub use request::{percent_decode, Request};
 pub use response::Response;
 
 use crate::cores::Core;
-use request::{read_head, Head, IDLE_TIMEOUT};
+use request::{read_head, Head, BODY_DEADLINE};
 
 /// What answers the requests of one listener.
 pub trait Routes: Copy + 'static {
@@ -56,40 +57,17 @@ pub async fn serve_conn<R: Routes>(core: Rc<Core>, mut stream: TcpStream, routes
         }
 
         // body
-        let len = match req
-            .header("content-length")
-            .map(str::trim)
-            .map(str::parse::<usize>)
-        {
-            None => 0,
-            Some(Ok(n)) => n,
-            Some(Err(_)) => {
-                let r = Response::error(&Error::invalid("bad content-length"));
-                let _ = stream.write_all(r.encode(&[], false)).await;
+        let len = match request::body_length(&req, core.config.http_max_body_bytes) {
+            Ok(n) => n,
+            Err(r) => {
+                if r.status == 413 {
+                    core.metrics.error(ErrorCode::MessageTooLarge);
+                }
+                let cors = cors::headers(&core.config.cors_origins, &req);
+                let _ = stream.write_all(r.encode(&cors, false)).await;
                 return;
             }
         };
-        if req.header("transfer-encoding").is_some() {
-            let r = Response::error_with_status(
-                411,
-                &Error::invalid("chunked bodies are not supported: send content-length"),
-            );
-            let _ = stream.write_all(r.encode(&[], false)).await;
-            return;
-        }
-        if len > core.config.http_max_body_bytes {
-            core.metrics.error(ErrorCode::MessageTooLarge);
-            let r = Response::error(&Error::new(
-                ErrorCode::MessageTooLarge,
-                format!(
-                    "request body over {} bytes",
-                    core.config.http_max_body_bytes
-                ),
-            ));
-            let cors = cors::headers(&core.config.cors_origins, &req);
-            let _ = stream.write_all(r.encode(&cors, false)).await;
-            return;
-        }
         if len > buf.len()
             && req
                 .header("expect")
@@ -102,19 +80,18 @@ pub async fn serve_conn<R: Routes>(core: Rc<Core>, mut stream: TcpStream, routes
                 return;
             }
         }
+        let body_deadline = Instant::now() + BODY_DEADLINE;
         while buf.len() < len {
             let chunk = Vec::with_capacity((len - buf.len()).min(64 * 1024));
-            let read = monoio::time::timeout(IDLE_TIMEOUT, stream.read(chunk)).await;
-            match read {
+            let wait = body_deadline.saturating_duration_since(Instant::now());
+            match monoio::time::timeout(wait, stream.read(chunk)).await {
                 Ok((Ok(n), chunk)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
                 _ => return,
             }
         }
         req.body = buf.drain(..len).collect();
 
-        let keep_alive = !req
-            .header("connection")
-            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let keep_alive = req.keep_alive();
         let cors = cors::headers(&core.config.cors_origins, &req);
         let resp = if req.method == "OPTIONS" {
             if cors.is_empty() {

@@ -78,7 +78,7 @@ impl Response {
     /// The response on the wire: status line, headers (`extra` first), body.
     pub fn encode(&self, extra: &[(&'static str, String)], keep_alive: bool) -> Vec<u8> {
         let mut head = format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: {}\r\n",
+            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: {}\r\nx-content-type-options: nosniff\r\n",
             self.status,
             reason(self.status),
             self.content_type,

@@ -91,6 +91,45 @@ impl System {
         Self::start_on(db, extra)
     }
 
+    /// Starts with a store that fails on command (the fault suite).
+    pub fn start_faulty(
+        extra: &[(&str, &str)],
+    ) -> (
+        System,
+        std::sync::Arc<ringchat_core::testkit::faulty::Faults>,
+    ) {
+        let db = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(unique("faults"))
+            .join("ringchat.db");
+        let config = config_for(&db, extra);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (embedded, faults) = rt.block_on(async {
+            let mut ports = ringchat_core::Ports::embedded(&config).await.unwrap();
+            let (store, faults) = ringchat_core::testkit::faulty::FaultyStore::new(ports.store);
+            ports.store = store;
+            (
+                Embedded::start_with(&config, ports)
+                    .await
+                    .expect("system starts"),
+                faults,
+            )
+        });
+        let (http, admin) = (embedded.gateway.addr, embedded.gateway.admin_addr);
+        let sys = System {
+            rt,
+            embedded: Some(embedded),
+            http,
+            admin,
+            db,
+            config,
+        };
+        (sys, faults)
+    }
+
     /// Starts on an existing (or new) database file: restarts keep their data.
     pub fn start_on(db: PathBuf, extra: &[(&str, &str)]) -> System {
         let config = config_for(&db, extra);
@@ -399,6 +438,20 @@ impl Ws {
                 return e;
             }
             self.pending.push(e);
+        }
+    }
+
+    /// The answer to the send `temp`: `Ok(ack data)` or `Err(error data)`.
+    pub fn answer(&mut self, temp: &str) -> Result<Value, Value> {
+        let t = temp.to_string();
+        let e = self.wait_for(&format!("answer to {temp}"), |e| {
+            (e["type"] == "message-ack" || e["type"] == "error")
+                && e["data"]["tempMessageId"] == t.as_str()
+        });
+        if e["type"] == "message-ack" {
+            Ok(e["data"].clone())
+        } else {
+            Err(e["data"].clone())
         }
     }
 

@@ -14,6 +14,7 @@
 pub mod bus;
 pub mod cache;
 pub mod discovery;
+pub mod faulty;
 pub mod store;
 
 use std::future::Future;

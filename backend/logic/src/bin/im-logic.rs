@@ -34,6 +34,7 @@ fn main() -> anyhow::Result<()> {
             &logic,
             config.logic.upstream_consumers,
             config.logic.append_batch,
+            config.logic.retry_budget(),
             &signal,
         );
         let listener = tokio::net::TcpListener::bind(&config.logic.listen)

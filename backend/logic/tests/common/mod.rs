@@ -110,7 +110,7 @@ pub async fn start_with(extra: &[(&str, &str)]) -> Backend {
         notifier: notifier.clone(),
     };
     let logic = Arc::new(LogicService::new(&config, ports.clone()).unwrap());
-    consumer::spawn_upstream_consumers(&logic, 2, 64, &signal);
+    consumer::spawn_upstream_consumers(&logic, 2, 64, Duration::from_secs(5), &signal);
     let task = Arc::new(im_task::TaskService::new(ports.clone(), 2));
     tokio::spawn(im_task::run(task, signal.clone()));
 
