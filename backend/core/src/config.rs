@@ -299,6 +299,10 @@ pub struct GatewayConfig {
     pub http_max_body_bytes: usize,
     /// Largest HTTP request head (request line and headers).
     pub http_max_head_bytes: usize,
+    /// Once a request has begun, its whole head must arrive within this (slowloris).
+    pub http_head_timeout_secs: u64,
+    /// An idle keep-alive connection is closed after this.
+    pub http_idle_timeout_secs: u64,
     /// Allowed CORS origins; `*` allows any (the embedded/dev default). In the
     /// environment: a comma-separated list.
     #[serde(deserialize_with = "string_or_list")]
@@ -313,7 +317,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             listen: "0.0.0.0:8080".into(),
-            admin_listen: "0.0.0.0:8081".into(),
+            admin_listen: "127.0.0.1:8081".into(),
             workers: 0,
             pin_workers: false,
             driver: "auto".into(),
@@ -328,6 +332,8 @@ impl Default for GatewayConfig {
             rate_limit_burst: 200,
             http_max_body_bytes: 1024 * 1024,
             http_max_head_bytes: 16 * 1024,
+            http_head_timeout_secs: 10,
+            http_idle_timeout_secs: 60,
             cors_origins: vec!["*".into()],
             shutdown_grace_secs: 10,
             read_buffer_bytes: 1024,

@@ -11,7 +11,7 @@ const ABOUT: About = About {
     name: "ringchat",
     summary: "ringchat IM server, embedded profile: gateway, logic, repo and task in one process",
     details: "Serves the client API (HTTP + WebSocket) on [gateway] listen (default 0.0.0.0:8080) and\n\
-              health/metrics on [gateway] admin_listen (default 0.0.0.0:8081). Data goes to [store] url\n\
+              health/metrics on [gateway] admin_listen (default 127.0.0.1:8081). Data goes to [store] url\n\
               (default sqlite://data/ringchat.db). SIGINT/SIGTERM shut down gracefully.",
 };
 

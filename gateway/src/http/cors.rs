@@ -5,22 +5,36 @@ use ringchat_core::{Error, ErrorCode};
 use super::request::Request;
 use super::response::Response;
 
-/// CORS headers for a request's `Origin`, if that origin is allowed.
+/// CORS headers for a request's `Origin`, if that origin is allowed. An origin listed by
+/// name gets itself back with credentials allowed; any other origin under `*` gets `*`
+/// without credentials (a wildcard must never vouch for credentials).
 pub fn headers(allowed: &[String], req: &Request) -> Vec<(&'static str, String)> {
     let Some(origin) = req.header("origin") else {
         return Vec::new();
     };
-    if !allowed
-        .iter()
-        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-    {
-        return Vec::new();
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        vec![
+            ("access-control-allow-origin", origin.to_string()),
+            ("access-control-allow-credentials", "true".into()),
+            ("vary", "Origin".into()),
+        ]
+    } else if allowed.iter().any(|a| a == "*") {
+        vec![("access-control-allow-origin", "*".into())]
+    } else {
+        Vec::new()
     }
-    vec![
-        ("access-control-allow-origin", origin.to_string()),
-        ("access-control-allow-credentials", "true".into()),
-        ("vary", "Origin".into()),
-    ]
+}
+
+/// Whether a WebSocket upgrade from this request's `Origin` is allowed: always without an
+/// `Origin` (not a browser) or under `*`; else only from a listed origin, so another site's
+/// page cannot open sockets with a token it got hold of.
+pub fn upgrade_allowed(allowed: &[String], req: &Request) -> bool {
+    match req.header("origin") {
+        None => true,
+        Some(origin) => allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin)),
+    }
 }
 
 /// The answer to a preflight `OPTIONS`.

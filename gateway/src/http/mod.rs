@@ -12,7 +12,7 @@ pub mod upgrade;
 
 use std::future::Future;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
@@ -22,7 +22,7 @@ pub use request::{percent_decode, Request};
 pub use response::Response;
 
 use crate::cores::Core;
-use request::{read_head, Head, BODY_DEADLINE};
+use request::{read_head, Head, HeadLimits, BODY_DEADLINE};
 
 /// What answers the requests of one listener.
 pub trait Routes: Copy + 'static {
@@ -36,8 +36,13 @@ pub trait Routes: Copy + 'static {
 pub async fn serve_conn<R: Routes>(core: Rc<Core>, mut stream: TcpStream, routes: R) {
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let limits = HeadLimits {
+        max_bytes: core.config.http_max_head_bytes,
+        idle: Duration::from_secs(core.config.http_idle_timeout_secs),
+        head: Duration::from_secs(core.config.http_head_timeout_secs),
+    };
     loop {
-        let head = read_head(&mut stream, &mut buf, core.config.http_max_head_bytes).await;
+        let head = read_head(&mut stream, &mut buf, &limits).await;
         let (mut req, head_len) = match head {
             Head::Request(r, n) => (r, n),
             Head::Reply(resp) => {

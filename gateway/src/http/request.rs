@@ -10,10 +10,6 @@ use serde::de::DeserializeOwned;
 
 use super::response::Response;
 
-/// How long an idle keep-alive connection may wait for its next request.
-pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a request head may take once its first byte arrived.
-pub(super) const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a request body may take once its head arrived.
 pub(super) const BODY_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -210,11 +206,24 @@ pub(super) enum Head {
     Closed,
 }
 
-/// Reads until `buf` holds a whole request head. An idle connection may wait
-/// [`IDLE_TIMEOUT`] for its first byte; once a request has begun, the whole head must
-/// arrive within [`HEAD_DEADLINE`] (a byte a second does not keep a socket: slowloris).
-pub(super) async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, max_head: usize) -> Head {
-    let mut deadline = (!buf.is_empty()).then(|| Instant::now() + HEAD_DEADLINE);
+/// How long [`read_head`] may wait.
+pub(super) struct HeadLimits {
+    pub max_bytes: usize,
+    /// For the first byte of the next request on an idle connection.
+    pub idle: Duration,
+    /// For the whole head once its first byte arrived (a byte a second does not keep a
+    /// socket: slowloris).
+    pub head: Duration,
+}
+
+/// Reads until `buf` holds a whole request head, within `limits`.
+pub(super) async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    limits: &HeadLimits,
+) -> Head {
+    let max_head = limits.max_bytes;
+    let mut deadline = (!buf.is_empty()).then(|| Instant::now() + limits.head);
     loop {
         if !buf.is_empty() {
             match parse_head(buf, max_head) {
@@ -224,14 +233,14 @@ pub(super) async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, max_hea
             }
         }
         let wait = match deadline {
-            None => IDLE_TIMEOUT,
+            None => limits.idle,
             Some(d) => d.saturating_duration_since(Instant::now()),
         };
         let chunk = Vec::with_capacity(2048);
         match monoio::time::timeout(wait, stream.read(chunk)).await {
             Ok((Ok(n), chunk)) if n > 0 => {
                 buf.extend_from_slice(&chunk[..n]);
-                deadline.get_or_insert_with(|| Instant::now() + HEAD_DEADLINE);
+                deadline.get_or_insert_with(|| Instant::now() + limits.head);
             }
             Ok(_) => return Head::Closed,
             Err(_) if deadline.is_some() => {

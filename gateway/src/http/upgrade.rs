@@ -37,6 +37,16 @@ pub async fn upgrade(core: Rc<Core>, mut stream: TcpStream, req: Request, leftov
         let _ = stream.write_all(r.encode(&cors, false)).await;
         return;
     }
+    if !cors::upgrade_allowed(&core.config.cors_origins, &req) {
+        core.metrics.error(ErrorCode::Forbidden);
+        let _ = stream
+            .write_all(refuse(
+                403,
+                Error::new(ErrorCode::Forbidden, "origin not allowed"),
+            ))
+            .await;
+        return;
+    }
     if core.draining.get() {
         let _ = stream
             .write_all(refuse(
