@@ -13,7 +13,7 @@ say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 say "toolchain"
-command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs (1.85 or newer)"
+command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs (1.89 or newer)"
 cargo --version
 rustc --version
 

@@ -21,6 +21,7 @@ use crate::conn::Conn;
 use crate::frame;
 use crate::metrics::{CoreMetrics, GatewayMetrics};
 use crate::protocol::ServerEvent;
+use crate::signal::LocalSignal;
 
 pub struct Core {
     pub index: usize,
@@ -35,6 +36,8 @@ pub struct Core {
     pub draining: Cell<bool>,
     accept_cancel: RefCell<Option<Canceller>>,
     conns: RefCell<HashMap<u64, Rc<Conn>>>,
+    /// Set whenever the last connection goes.
+    no_conns: LocalSignal,
     by_user: RefCell<HashMap<i64, Vec<Rc<Conn>>>>,
     next_conn: Cell<u64>,
 }
@@ -64,6 +67,7 @@ impl Core {
             draining: Cell::new(false),
             accept_cancel: RefCell::new(Some(Canceller::new())),
             conns: RefCell::new(HashMap::new()),
+            no_conns: LocalSignal::default(),
             by_user: RefCell::new(HashMap::new()),
             next_conn: Cell::new(1),
         })
@@ -116,6 +120,9 @@ impl Core {
         if self.conns.borrow_mut().remove(&conn.id).is_none() {
             return;
         }
+        if self.conns.borrow().is_empty() {
+            self.no_conns.notify();
+        }
         self.metrics.connections.fetch_sub(1, Relaxed);
         let last = {
             let mut by_user = self.by_user.borrow_mut();
@@ -149,6 +156,13 @@ impl Core {
 
     pub fn connection_count(&self) -> usize {
         self.conns.borrow().len()
+    }
+
+    /// Resolves once this core has no connection.
+    pub async fn all_closed(&self) {
+        while self.connection_count() > 0 {
+            self.no_conns.wait().await;
+        }
     }
 
     fn handle(&self, msg: CoreMsg) {

@@ -300,19 +300,33 @@ fn run_core(
             }
         };
         let core = Core::new(deps);
-        monoio::spawn(core.clone().run_inbox(inbox));
-        monoio::spawn(core.clone().run_heartbeat());
-        monoio::spawn(core.clone().run_presence_refresh());
-        if let Some(admin) = admin {
-            monoio::spawn(accept_loop(core.clone(), admin, Admin));
-        }
-        let _ = ready.send(Ok(()));
-        tracing::debug!(core = index, "core accepting");
-        accept_loop(core.clone(), listener, Api).await;
-        // draining: wait for the connections to close (the shutdown closes them)
-        while core.connection_count() > 0 {
-            monoio::time::sleep(Duration::from_millis(10)).await;
-        }
+        // The core's long-lived loops run inside this future, not as detached tasks: monoio
+        // keeps no list of its tasks, so a task parked on a waker that points back at
+        // itself (a channel it owns) would outlive the thread and leak everything it holds
+        // (the backend, the store and its data-directory lock). Here they end with the
+        // core: when serving ends, the select drops them.
+        let background = async {
+            let admin = async {
+                if let Some(admin) = admin {
+                    accept_loop(core.clone(), admin, Admin).await;
+                }
+                std::future::pending::<()>().await
+            };
+            // each runs until the core stops (the inbox until the dispatcher goes away)
+            race(
+                race(core.clone().run_inbox(inbox), core.clone().run_heartbeat()),
+                race(core.clone().run_presence_refresh(), admin),
+            )
+            .await;
+        };
+        let serving = async {
+            let _ = ready.send(Ok(()));
+            tracing::debug!(core = index, "core accepting");
+            accept_loop(core.clone(), listener, Api).await;
+            // draining: wait for the connections to close (the shutdown closes them)
+            core.all_closed().await;
+        };
+        race(serving, background).await;
     };
     let result = match driver {
         #[cfg(target_os = "linux")]
@@ -329,6 +343,20 @@ fn run_core(
     if let Err(e) = result {
         tracing::error!(core = index, error = %e, "cannot build the core's runtime");
     }
+}
+
+/// Runs both futures until either finishes, then drops the other. (No select over I/O is
+/// involved: a dropped accept is cancelled by monoio, losing nothing.)
+async fn race(a: impl std::future::Future<Output = ()>, b: impl std::future::Future<Output = ()>) {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    std::future::poll_fn(|cx| {
+        if a.as_mut().poll(cx).is_ready() || b.as_mut().poll(cx).is_ready() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 async fn accept_loop<R: Routes>(core: Rc<Core>, listener: TcpListener, routes: R) {

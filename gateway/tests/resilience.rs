@@ -133,7 +133,6 @@ fn graceful_shutdown_loses_no_acknowledged_message() {
         acked.len()
     );
     drop(sys);
-
     // the same database, a new process: every acknowledged message is there
     let sys = System::start_on(db, &[]);
     let r = sys.api().post(
@@ -156,4 +155,37 @@ fn graceful_shutdown_loses_no_acknowledged_message() {
         .collect();
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+}
+
+#[test]
+fn shutdown_releases_the_backend_and_the_data_directory() {
+    // a core task left parked on a waker of its own would keep the backend (and the store's
+    // data-directory lock) alive after shutdown
+    let db = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(ringchat_core::testkit::unique("release"))
+        .join("ringchat.db");
+    let config = config_for(&db, &[]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let e = rt
+        .block_on(im_gateway::embedded::Embedded::start(&config))
+        .unwrap();
+    let store = std::sync::Arc::downgrade(&e.ports.store);
+    let logic = std::sync::Arc::downgrade(&e.logic);
+    // a second process on the same data directory is refused while this one runs
+    let second = rt.block_on(im_gateway::embedded::Embedded::start(&config));
+    let err = second
+        .err()
+        .expect("a second server on the same data is refused");
+    assert!(
+        err.to_string().contains("one process per data directory"),
+        "{err}"
+    );
+    rt.block_on(e.shutdown());
+    assert_eq!(store.strong_count(), 0, "the store outlives the shutdown");
+    assert_eq!(logic.strong_count(), 0, "the backend outlives the shutdown");
+    ringchat_core::adapters::data_dir::lock(&db).expect("the data directory is free again");
 }

@@ -2,6 +2,7 @@
 //! external engine. The real-engine adapters (Kafka, MySQL, Redis, etcd) implement the same
 //! traits and pass the same conformance suites.
 
+pub mod data_dir;
 mod memory_bus;
 mod memory_cache;
 mod notifier;

@@ -7,7 +7,6 @@
 //! committed in one transaction (group commit), so durability costs one fsync per batch.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -36,6 +35,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     ids: IdGenerator,
+    /// One process per database file (none for an in-memory database).
+    _lock: Option<super::data_dir::DataDirLock>,
 }
 
 impl SqliteStore {
@@ -48,14 +49,12 @@ impl SqliteStore {
             .create_if_missing(true)
             .foreign_keys(false)
             .busy_timeout(Duration::from_secs(10));
+        let lock = if memory {
+            None
+        } else {
+            Some(super::data_dir::lock(opts.get_filename())?)
+        };
         if !memory {
-            if let Some(dir) = Path::new(opts.get_filename()).parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        Error::unavailable(format!("cannot create {}: {e}", dir.display()))
-                    })?;
-                }
-            }
             opts = opts
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full);
@@ -80,9 +79,27 @@ impl SqliteStore {
             writer,
             reader,
             ids: IdGenerator::new(worker_id),
+            _lock: lock,
         };
+        store.check_integrity().await?;
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// `PRAGMA quick_check` at start: a damaged file is refused with its report instead
+    /// of serving some requests and failing others.
+    async fn check_integrity(&self) -> Result<()> {
+        let report: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)")
+            .fetch_all(&self.writer)
+            .await
+            .map_err(|e| Error::internal(format!("store: integrity check failed: {e}")))?;
+        if report.len() == 1 && report[0] == "ok" {
+            return Ok(());
+        }
+        Err(Error::internal(format!(
+            "store: the database fails its integrity check ({}): restore it from a backup",
+            report.join("; ")
+        )))
     }
 
     async fn migrate(&self) -> Result<()> {
