@@ -15,7 +15,7 @@ use crate::http::{Request, Response, Routes};
 pub struct Admin;
 
 impl Routes for Admin {
-    const WEBSOCKET: bool = false;
+    const PUBLIC: bool = false;
 
     async fn route(self, core: &Rc<Core>, req: &Request) -> Response {
         route(core, req).await
@@ -28,6 +28,16 @@ async fn route(core: &Rc<Core>, req: &Request) -> Response {
         ("GET", "/readyz") => {
             if core.draining.get() {
                 return Response::json(503, &json!({ "status": "draining" }));
+            }
+            if core.limits.at_capacity() {
+                return Response::json(
+                    503,
+                    &json!({
+                        "status": "at connection capacity",
+                        "connections": core.limits.connections(),
+                        "max": core.limits.max_connections(),
+                    }),
+                );
             }
             // an empty token costs the backend nothing and proves it answers
             let probe = core

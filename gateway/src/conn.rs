@@ -43,6 +43,8 @@ pub struct Conn {
     /// The token the connection was opened with ([`crate::channels::token_tag`]): a
     /// logout of that token closes it.
     pub token_tag: u64,
+    /// When that token expires (unix seconds): the heartbeat closes the connection then.
+    pub expires_at: i64,
     queue: RefCell<VecDeque<Bytes>>,
     queued_bytes: Cell<usize>,
     max_frames: usize,
@@ -63,6 +65,7 @@ impl Conn {
         id: u64,
         user: pb::User,
         token_tag: u64,
+        expires_at: i64,
         max_frames: usize,
         max_bytes: usize,
         metrics: Arc<CoreMetrics>,
@@ -71,6 +74,7 @@ impl Conn {
             id,
             user,
             token_tag,
+            expires_at,
             queue: RefCell::new(VecDeque::new()),
             queued_bytes: Cell::new(0),
             max_frames,

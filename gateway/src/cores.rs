@@ -19,6 +19,7 @@ use crate::bridge::Bridge;
 use crate::channels::{CoreMsg, DirEvent, DispatchMsg, CORE_SHIFT};
 use crate::conn::Conn;
 use crate::frame;
+use crate::limits::{Limits, QuietLog};
 use crate::metrics::{CoreMetrics, GatewayMetrics};
 use crate::protocol::ServerEvent;
 use crate::signal::LocalSignal;
@@ -32,6 +33,10 @@ pub struct Core {
     pub gateway_metrics: Arc<GatewayMetrics>,
     pub dir_tx: mpsc::Sender<DispatchMsg>,
     pub upstream_tx: mpsc::Sender<pb::UpstreamMessage>,
+    /// Caps on connections and requests, shared by all cores.
+    pub limits: Arc<Limits>,
+    /// Accept failures and refusals, logged at most once a second.
+    pub accept_log: QuietLog,
     /// No new connections or sends: the gateway is shutting down.
     pub draining: Cell<bool>,
     accept_cancel: RefCell<Option<Canceller>>,
@@ -51,6 +56,7 @@ pub struct CoreDeps {
     pub gateway_metrics: Arc<GatewayMetrics>,
     pub dir_tx: mpsc::Sender<DispatchMsg>,
     pub upstream_tx: mpsc::Sender<pb::UpstreamMessage>,
+    pub limits: Arc<Limits>,
 }
 
 impl Core {
@@ -64,6 +70,8 @@ impl Core {
             gateway_metrics: d.gateway_metrics,
             dir_tx: d.dir_tx,
             upstream_tx: d.upstream_tx,
+            limits: d.limits,
+            accept_log: QuietLog::new(Duration::from_secs(1)),
             draining: Cell::new(false),
             accept_cancel: RefCell::new(Some(Canceller::new())),
             conns: RefCell::new(HashMap::new()),
@@ -86,11 +94,12 @@ impl Core {
 
     /// Adds a connection for `user`, opened with the token `token_tag` names; tells the
     /// dispatcher when it is the user's first here.
-    pub async fn register(&self, user: pb::User, token_tag: u64) -> Rc<Conn> {
+    pub async fn register(&self, user: pb::User, token_tag: u64, expires_at: i64) -> Rc<Conn> {
         let conn = Conn::new(
             self.next_conn_id(),
             user,
             token_tag,
+            expires_at,
             self.config.send_queue_frames,
             self.config.send_queue_bytes,
             self.metrics.clone(),
@@ -252,10 +261,18 @@ impl Core {
         loop {
             monoio::time::sleep(every).await;
             let now = Instant::now();
+            let now_secs = ringchat_core::ids::now_ms() / 1000;
             let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
             for c in conns {
                 let idle = c.idle_for(now);
-                if idle >= timeout {
+                if c.expires_at <= now_secs {
+                    // a token is checked at the upgrade and lives no longer than it says
+                    c.push(
+                        ServerEvent::error(ErrorCode::AuthFailed, "token expired: log in again")
+                            .encode(),
+                    );
+                    c.close(frame::code::AUTH_FAILED, "token expired", true);
+                } else if idle >= timeout {
                     self.metrics.heartbeat_closes.fetch_add(1, Relaxed);
                     c.close(frame::code::GOING_AWAY, "heartbeat timeout", false);
                 } else if idle >= timeout / 3 {

@@ -28,6 +28,7 @@ pub mod dispatch;
 pub mod embedded;
 pub mod frame;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

@@ -21,6 +21,7 @@ pub struct CoreMetrics {
     pub slow_consumer_closes: AtomicU64,
     pub heartbeat_closes: AtomicU64,
     pub protocol_closes: AtomicU64,
+    pub connections_refused: AtomicU64,
     pub errors: [AtomicU64; ErrorCode::ALL.len()],
 }
 
@@ -67,7 +68,7 @@ impl GatewayMetrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         type Getter = fn(&CoreMetrics) -> u64;
-        let per_core: [(&str, &str, Getter); 13] = [
+        let per_core: [(&str, &str, Getter); 14] = [
             (
                 "ringchat_gateway_connections",
                 "open WebSocket connections",
@@ -127,6 +128,11 @@ impl GatewayMetrics {
                 "ringchat_gateway_protocol_closes_total",
                 "connections closed for a WebSocket protocol violation",
                 |c| c.protocol_closes.load(Relaxed),
+            ),
+            (
+                "ringchat_gateway_connections_refused_total",
+                "connections refused at the connection caps (overall or per address)",
+                |c| c.connections_refused.load(Relaxed),
             ),
             ("ringchat_gateway_core_up", "gateway cores running", |_| 1),
         ];

@@ -29,6 +29,7 @@ use crate::channels::CoreMsg;
 use crate::cores::{Core, CoreDeps};
 use crate::dispatch;
 use crate::http::{self, Routes};
+use crate::limits::{self, Limits, Refused};
 use crate::metrics::GatewayMetrics;
 
 /// What the gateway needs from the rest of the system; all of it lives on the tokio side.
@@ -127,6 +128,14 @@ impl Gateway {
         let addr = listeners[0].local_addr()?;
         let admin_addr = admin.local_addr()?;
         let metrics = Arc::new(GatewayMetrics::new(workers, driver.name(), gateway_id));
+        let open_files = limits::raise_open_file_limit();
+        let limits = Limits::new(config, open_files);
+        tracing::info!(
+            open_files,
+            max_connections = limits.max_connections(),
+            per_address = config.max_connections_per_ip,
+            "connection caps"
+        );
         let bridge = Bridge::new(backend.runtime.clone(), backend.logic.clone());
         let (side_stop, side_signal) = Shutdown::new();
 
@@ -182,6 +191,7 @@ impl Gateway {
                 gateway_metrics: metrics.clone(),
                 dir_tx: dispatch_tx.clone(),
                 upstream_tx,
+                limits: limits.clone(),
             };
             let admin = if index == 0 { admin.take() } else { None };
             let ready = ready_tx.clone();
@@ -345,6 +355,33 @@ fn run_core(
     }
 }
 
+/// Answers a connection over a cap with a 503 and closes it, quickly: the client learns
+/// why, and the descriptor is free again at once.
+fn refuse(
+    core: &Core,
+    mut stream: monoio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    why: Refused,
+) {
+    use monoio::io::AsyncWriteRentExt;
+    core.metrics.connections_refused.fetch_add(1, Relaxed);
+    if let Some(suppressed) = core.accept_log.allow() {
+        tracing::warn!(core = core.index, %peer, ?why, suppressed, "connection refused at the cap");
+    }
+    let message = match why {
+        Refused::Full => "the server is at its connection limit: retry shortly",
+        Refused::TooManyFromAddress => "too many connections from your address",
+    };
+    let resp = http::Response::error(&ringchat_core::Error::new(
+        ringchat_core::ErrorCode::Unavailable,
+        message,
+    ))
+    .encode(&[], false);
+    monoio::spawn(async move {
+        let _ = monoio::time::timeout(Duration::from_secs(1), stream.write_all(resp)).await;
+    });
+}
+
 /// Runs both futures until either finishes, then drops the other. (No select over I/O is
 /// involved: a dropped accept is cancelled by monoio, losing nothing.)
 async fn race(a: impl std::future::Future<Output = ()>, b: impl std::future::Future<Output = ()>) {
@@ -365,15 +402,29 @@ async fn accept_loop<R: Routes>(core: Rc<Core>, listener: TcpListener, routes: R
             return;
         };
         match listener.cancelable_accept(cancel).await {
-            Ok((stream, _peer)) => {
-                monoio::spawn(http::serve_conn(core.clone(), stream, routes));
+            Ok((stream, peer)) => {
+                // the admin port is not counted: it must answer when the public one is full
+                let slot = if R::PUBLIC {
+                    match core.limits.admit(peer.ip()) {
+                        Ok(slot) => Some(slot),
+                        Err(why) => {
+                            refuse(&core, stream, peer, why);
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                monoio::spawn(http::serve_conn(core.clone(), stream, peer, routes, slot));
             }
             Err(e) => {
                 if core.draining.get() {
                     return;
                 }
                 // EMFILE and friends: back off instead of spinning
-                tracing::warn!(core = core.index, error = %e, "accept failed");
+                if let Some(suppressed) = core.accept_log.allow() {
+                    tracing::warn!(core = core.index, error = %e, suppressed, "accept failed");
+                }
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
         }

@@ -7,14 +7,17 @@
 //! reads; the writer (see [`crate::conn`]) owns the write half. No `select!` races a read:
 //! closing cancels the read through the connection's canceller instead.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::{CancelableAsyncReadRent, OwnedReadHalf, Splitable};
 use monoio::net::TcpStream;
+use ringchat_core::limits::{Rate, TokenBucket};
 use ringchat_core::ErrorCode;
 use ringchat_proto as pb;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
@@ -123,26 +126,38 @@ impl FrameReader {
     }
 }
 
-/// Per-connection send rate limit (token bucket).
-struct RateLimit {
-    tokens: f64,
-    last: Instant,
-    rate: f64,
-    burst: f64,
+/// What the reader keeps about its client: the frame budget (every frame counts: sends,
+/// mark-read, pings and invalid frames alike) and the read pointers being written.
+struct ClientState {
+    budget: TokenBucket,
+    rate: Rate,
+    reads: Rc<ReadPointers>,
 }
 
-impl RateLimit {
+impl ClientState {
     fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.budget.take(self.rate).is_ok()
+    }
+}
+
+/// Read pointers of one connection, coalesced: at most one write per conversation per
+/// [`READ_POINTER_INTERVAL`]; what arrives meanwhile folds into the next write (a read
+/// pointer only moves forward, so only the highest matters). A flood of `mark-read`
+/// frames costs a few writes, not one fsync each.
+#[derive(Default)]
+struct ReadPointers {
+    /// Conversations with a write in flight or waiting out its interval, and the highest
+    /// seq asked for since (0 = "the latest", which beats any number).
+    busy: RefCell<HashMap<String, Option<i64>>>,
+}
+
+const READ_POINTER_INTERVAL: Duration = Duration::from_millis(500);
+
+fn later_seq(a: i64, b: i64) -> i64 {
+    if a == 0 || b == 0 {
+        0
+    } else {
+        a.max(b)
     }
 }
 
@@ -151,7 +166,9 @@ impl RateLimit {
 pub async fn serve(core: Rc<Core>, stream: TcpStream, session: pb::Session, leftover: Vec<u8>) {
     let _ = stream.set_nodelay(true);
     let tag = token_tag(&session.token_id);
-    let conn = core.register(session.user.unwrap_or_default(), tag).await;
+    let conn = core
+        .register(session.user.unwrap_or_default(), tag, session.expires_at)
+        .await;
     tracing::debug!(
         conn_id = conn.id,
         user_id = conn.user_id(),
@@ -211,11 +228,14 @@ async fn read_loop(
     let mut frames = FrameReader::new(cfg.max_frame_bytes, &leftover);
     // the handshake's buffer: do not keep it for the life of the connection
     drop(leftover);
-    let mut limit = RateLimit {
-        tokens: f64::from(cfg.rate_limit_burst),
-        last: Instant::now(),
-        rate: f64::from(cfg.rate_limit_per_sec),
-        burst: f64::from(cfg.rate_limit_burst),
+    let rate = Rate::new(
+        f64::from(cfg.rate_limit_per_sec),
+        f64::from(cfg.rate_limit_burst),
+    );
+    let mut limit = ClientState {
+        budget: TokenBucket::full(rate),
+        rate,
+        reads: Rc::default(),
     };
     let mut buf = Vec::with_capacity(cfg.read_buffer_bytes);
     loop {
@@ -325,8 +345,18 @@ fn send_error(
 }
 
 /// Handles one client message; false ends the connection (the peer closed).
-fn on_message(core: &Rc<Core>, conn: &Rc<Conn>, msg: Message, limit: &mut RateLimit) -> bool {
+fn on_message(core: &Rc<Core>, conn: &Rc<Conn>, msg: Message, limit: &mut ClientState) -> bool {
     core.metrics.frames_in.fetch_add(1, Relaxed);
+    if matches!(msg, Message::Binary(_)) && !limit.allow() {
+        send_error(
+            core,
+            conn,
+            ErrorCode::RateLimited,
+            "too many frames: slow down",
+            None,
+        );
+        return true;
+    }
     match msg {
         Message::Text(text) => {
             if text.len() > core.config.max_message_bytes {
@@ -361,13 +391,29 @@ fn on_message(core: &Rc<Core>, conn: &Rc<Conn>, msg: Message, limit: &mut RateLi
     }
 }
 
-fn on_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &str, limit: &mut RateLimit) {
-    match ClientFrame::decode(text) {
+fn on_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &str, limit: &mut ClientState) {
+    let frame = ClientFrame::decode(text);
+    if !limit.allow() {
+        // named by its tempMessageId when it was a send, so the client knows what to resend
+        let temp = match &frame {
+            Ok(ClientFrame::SendMessage(m)) => m.temp_message_id.as_deref(),
+            Err(e) => e.temp_message_id.as_deref(),
+            _ => None,
+        };
+        return send_error(
+            core,
+            conn,
+            ErrorCode::RateLimited,
+            "too many frames: slow down",
+            temp,
+        );
+    }
+    match frame {
         Ok(ClientFrame::Ping) => {
             conn.push(ServerEvent::Pong {}.encode());
         }
-        Ok(ClientFrame::SendMessage(m)) => on_send(core, conn, m, limit),
-        Ok(ClientFrame::MarkRead(m)) => on_mark_read(core, conn, m),
+        Ok(ClientFrame::SendMessage(m)) => on_send(core, conn, m),
+        Ok(ClientFrame::MarkRead(m)) => on_mark_read(core, conn, &limit.reads, m),
         Err(e) => send_error(
             core,
             conn,
@@ -378,16 +424,13 @@ fn on_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &str, limit: &mut RateLimit) 
     }
 }
 
-fn on_send(core: &Rc<Core>, conn: &Rc<Conn>, m: SendMessage, limit: &mut RateLimit) {
+fn on_send(core: &Rc<Core>, conn: &Rc<Conn>, m: SendMessage) {
     let fail = |code, msg: &str| send_error(core, conn, code, msg, m.temp_message_id.as_deref());
     if core.draining.get() {
         return fail(
             ErrorCode::Internal,
             "server is shutting down: resend after reconnecting",
         );
-    }
-    if !limit.allow() {
-        return fail(ErrorCode::RateLimited, "too many messages: slow down");
     }
     // every send gets an idempotency key, so a bus redelivery can never store it twice
     let temp_message_id = m
@@ -436,24 +479,45 @@ fn next_auto_id(conn: &Conn) -> String {
     format!("{}-{n}", conn.id)
 }
 
-fn on_mark_read(core: &Rc<Core>, conn: &Rc<Conn>, m: MarkRead) {
-    let (core, conn) = (core.clone(), conn.clone());
+fn on_mark_read(core: &Rc<Core>, conn: &Rc<Conn>, reads: &Rc<ReadPointers>, m: MarkRead) {
+    {
+        let mut busy = reads.busy.borrow_mut();
+        if let Some(pending) = busy.get_mut(&m.conversation_id) {
+            *pending = Some(pending.map_or(m.seq_id, |p| later_seq(p, m.seq_id)));
+            return;
+        }
+        busy.insert(m.conversation_id.clone(), None);
+    }
+    let (core, conn, reads) = (core.clone(), conn.clone(), reads.clone());
     monoio::spawn(async move {
         let caller_id = conn.user_id();
-        let r = core
-            .bridge
-            .call(move |logic| async move {
-                logic
-                    .mark_read(pb::CallerMarkReadRequest {
-                        caller_id,
-                        conversation_id: m.conversation_id,
-                        seq_id: m.seq_id,
-                    })
-                    .await
-            })
-            .await;
-        if let Err(e) = r {
-            send_error(&core, &conn, e.code, &e.message, None);
+        let mut seq_id = m.seq_id;
+        loop {
+            let conversation_id = m.conversation_id.clone();
+            let r = core
+                .bridge
+                .call(move |logic| async move {
+                    logic
+                        .mark_read(pb::CallerMarkReadRequest {
+                            caller_id,
+                            conversation_id,
+                            seq_id,
+                        })
+                        .await
+                })
+                .await;
+            if let Err(e) = r {
+                send_error(&core, &conn, e.code, &e.message, None);
+            }
+            monoio::time::sleep(READ_POINTER_INTERVAL).await;
+            let mut busy = reads.busy.borrow_mut();
+            match busy.get_mut(&m.conversation_id).and_then(Option::take) {
+                Some(next) if conn.is_open() => seq_id = next,
+                _ => {
+                    busy.remove(&m.conversation_id);
+                    return;
+                }
+            }
         }
     });
 }

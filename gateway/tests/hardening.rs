@@ -176,3 +176,199 @@ fn the_admin_port_listens_on_loopback_by_default() {
     let config = ringchat_core::Config::from_toml_and_env("", &Default::default()).unwrap();
     assert!(config.gateway.admin_listen.starts_with("127.0.0.1:"));
 }
+
+fn frame_json(kind: &str, data: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "type": kind, "data": data, "timestamp": 0 })
+}
+
+#[test]
+fn every_client_frame_counts_against_the_connections_budget() {
+    let sys = System::start_with(&[
+        ("RINGCHAT_GATEWAY__RATE_LIMIT_PER_SEC", "2"),
+        ("RINGCHAT_GATEWAY__RATE_LIMIT_BURST", "5"),
+    ]);
+    let u = sys.user("budget");
+    let mut ws = u.ws();
+    // pings, mark-reads and garbage alike
+    for i in 0..12 {
+        match i % 3 {
+            0 => ws.send_json(&frame_json("ping", serde_json::json!({}))),
+            1 => ws.send_json(&frame_json(
+                "mark-read",
+                serde_json::json!({ "conversationId": "world" }),
+            )),
+            _ => ws.send_text("not json"),
+        }
+    }
+    let e = ws.wait_for("a rate-limited frame", |e| {
+        e["type"] == "error" && e["data"]["code"] == "RATE_LIMITED"
+    });
+    assert!(e["data"]["message"].as_str().unwrap().contains("slow down"));
+    // a send over the budget is refused by name
+    ws.send("world", "over", "over-1");
+    let err = ws.answer("over-1").unwrap_err();
+    assert_eq!(err["code"], "RATE_LIMITED");
+    // the connection stays, and the budget comes back
+    std::thread::sleep(Duration::from_millis(1500));
+    ws.ping();
+}
+
+#[test]
+fn a_flood_of_mark_read_frames_costs_a_few_writes() {
+    let (sys, faults) = System::start_faulty(&[
+        ("RINGCHAT_GATEWAY__RATE_LIMIT_PER_SEC", "100000"),
+        ("RINGCHAT_GATEWAY__RATE_LIMIT_BURST", "100000"),
+    ]);
+    let (a, b) = (sys.user("mr_a"), sys.user("mr_b"));
+    let conv = a.single_with(&b);
+    let mut aw = a.ws();
+    for i in 0..5 {
+        let t = format!("mr-{i}");
+        aw.send(&conv, &t, &t);
+        aw.ack(&t);
+    }
+    let mut bw = b.ws();
+    let before = faults.mark_reads.load(std::sync::atomic::Ordering::Relaxed);
+    for i in 0..2000 {
+        bw.send_json(&frame_json(
+            "mark-read",
+            serde_json::json!({ "conversationId": conv, "seqId": 1 + i % 5 }),
+        ));
+    }
+    bw.ping();
+    // the last write carries the highest seq asked for: b has read everything
+    let end = Instant::now() + WAIT;
+    loop {
+        let list = b.http().get("/api/conversations");
+        let row = list.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["conversationId"] == conv.as_str())
+            .cloned()
+            .unwrap();
+        if row["unreadCount"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < end, "still unread: {row}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let writes = faults.mark_reads.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(writes <= 10, "2000 mark-read frames made {writes} writes");
+}
+
+#[test]
+fn connections_are_capped_per_address_and_overall_and_readyz_says_so() {
+    let sys = System::start_with(&[
+        ("RINGCHAT_GATEWAY__MAX_CONNECTIONS", "4"),
+        ("RINGCHAT_GATEWAY__MAX_CONNECTIONS_PER_IP", "3"),
+    ]);
+    let u = sys.user("cap");
+    let _held: Vec<Ws> = (0..3).map(|_| u.ws()).collect();
+    // a fourth from the same address is refused at once with a 503
+    let start = Instant::now();
+    match Ws::connect(sys.http, &u.token) {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        Err(e) => panic!("not an HTTP refusal: {e:?}"),
+        Ok(_) => panic!("a fourth connection from one address was accepted"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(sys.metric("ringchat_gateway_connections_refused_total") >= 1.0);
+    // the admin port still answers; at the overall cap readiness says not ready
+    let admin = Http {
+        addr: sys.admin,
+        token: None,
+    };
+    assert_eq!(admin.get("/readyz").status, 200);
+    // a fourth connection, from another loopback address, fills the server
+    let from_other = {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let local: std::net::SocketAddr = "127.0.0.2:0".parse().unwrap();
+        s.bind(&local.into()).unwrap();
+        s.connect(&sys.http.into()).unwrap();
+        s
+    };
+    let _keep = from_other;
+    let end = Instant::now() + WAIT;
+    while admin.get("/readyz").status != 503 {
+        assert!(Instant::now() < end, "readyz never reported the cap");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(admin.get("/healthz").status, 200);
+}
+
+#[test]
+fn requests_and_new_accounts_are_limited_per_address() {
+    let sys = System::start_with(&[
+        ("RINGCHAT_GATEWAY__HTTP_REQUESTS_PER_SEC", "1"),
+        ("RINGCHAT_GATEWAY__HTTP_REQUESTS_BURST", "8"),
+        ("RINGCHAT_GATEWAY__ACCOUNTS_PER_MINUTE", "1"),
+        ("RINGCHAT_GATEWAY__ACCOUNTS_BURST", "2"),
+    ]);
+    let guest = |name: &str| {
+        sys.api()
+            .post("/api/auth/guest", &serde_json::json!({ "guestName": name }))
+    };
+    assert_eq!(guest("g1").status, 200);
+    assert_eq!(guest("g2").status, 200);
+    let r = guest("g3");
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.body["code"], "RATE_LIMITED");
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(sys.api().get("/api/openapi.json").status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+#[test]
+fn a_users_sends_are_limited_across_its_connections() {
+    let sys = System::start_with(&[
+        ("RINGCHAT_LOGIC__USER_SENDS_PER_SEC", "1"),
+        ("RINGCHAT_LOGIC__USER_SENDS_BURST", "4"),
+    ]);
+    let u = sys.user("us");
+    let (mut w1, mut w2) = (u.ws(), u.ws());
+    let mut limited = 0;
+    for i in 0..5 {
+        for (j, w) in [&mut w1, &mut w2].into_iter().enumerate() {
+            let t = format!("us-{i}-{j}");
+            w.send("world", &t, &t);
+            if let Err(e) = w.answer(&t) {
+                assert_eq!(e["code"], "RATE_LIMITED", "{e}");
+                limited += 1;
+            }
+        }
+    }
+    assert!(
+        limited >= 5,
+        "only {limited} of 10 refused with a burst of 4"
+    );
+    // over HTTP too
+    let r = u.http().post(
+        "/api/messages",
+        &serde_json::json!({ "conversationId": "world", "content": "x" }),
+    );
+    assert_eq!(r.status, 429, "{}", r.text);
+}
+
+#[test]
+fn a_socket_is_closed_when_its_token_expires() {
+    let sys = System::start_with(&[
+        ("RINGCHAT_AUTH__TOKEN_TTL_SECS", "2"),
+        ("RINGCHAT_GATEWAY__HEARTBEAT_TIMEOUT_SECS", "3"),
+    ]);
+    let u = sys.user("exp");
+    let mut ws = u.ws();
+    let start = Instant::now();
+    let e = ws.error();
+    assert_eq!(e["code"], "AUTH_FAILED", "{e}");
+    assert_eq!(ws.close_code(), Some(4001));
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+}

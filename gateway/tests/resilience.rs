@@ -33,6 +33,8 @@ fn a_reader_that_never_reads_does_not_hold_up_the_others() {
         ("RINGCHAT_GATEWAY__SEND_QUEUE_FRAMES", "64"),
         ("RINGCHAT_GATEWAY__RATE_LIMIT_PER_SEC", "100000"),
         ("RINGCHAT_GATEWAY__RATE_LIMIT_BURST", "100000"),
+        ("RINGCHAT_LOGIC__USER_SENDS_PER_SEC", "100000"),
+        ("RINGCHAT_LOGIC__USER_SENDS_BURST", "100000"),
     ]);
     let (sender, reader, sloth) = (sys.user("snd"), sys.user("rdr"), sys.user("slow"));
     let r = sender.http().post(

@@ -24,6 +24,11 @@ fn smoke_run_delivers_everything_and_writes_its_report() {
         ("RINGCHAT_GATEWAY__LISTEN", "127.0.0.1:0"),
         ("RINGCHAT_GATEWAY__ADMIN_LISTEN", "127.0.0.1:0"),
         ("RINGCHAT_GATEWAY__WORKERS", "2"),
+        ("RINGCHAT_GATEWAY__HTTP_REQUESTS_PER_SEC", "100000"),
+        ("RINGCHAT_GATEWAY__HTTP_REQUESTS_BURST", "100000"),
+        ("RINGCHAT_GATEWAY__ACCOUNTS_PER_MINUTE", "100000"),
+        ("RINGCHAT_GATEWAY__ACCOUNTS_BURST", "100000"),
+        ("RINGCHAT_GATEWAY__MAX_CONNECTIONS_PER_IP", "100000"),
         ("RINGCHAT_STORE__URL", db.as_str()),
     ]
     .iter()

@@ -203,6 +203,10 @@ pub struct LogicConfig {
     /// How long a batch of sends is retried (with backoff) while the store or bus fails
     /// transiently; after that each send of it is answered with an `error` frame.
     pub retry_budget_secs: u64,
+    /// Messages per second a user may send (all connections and HTTP together), and the
+    /// burst.
+    pub user_sends_per_sec: u32,
+    pub user_sends_burst: u32,
 }
 
 impl LogicConfig {
@@ -221,6 +225,8 @@ impl Default for LogicConfig {
             upstream_consumers: 2,
             append_batch: 256,
             retry_budget_secs: 30,
+            user_sends_per_sec: 100,
+            user_sends_burst: 200,
         }
     }
 }
@@ -292,9 +298,21 @@ pub struct GatewayConfig {
     pub heartbeat_timeout_secs: u64,
     /// How often presence entries are refreshed in the cache.
     pub presence_refresh_secs: u64,
-    /// Client sends per second per connection (token bucket), and its burst.
+    /// Client frames per second per connection (token bucket), and its burst: every
+    /// frame counts (sends, mark-read, ping, invalid ones).
     pub rate_limit_per_sec: u32,
     pub rate_limit_burst: u32,
+    /// HTTP requests (upgrades included) per second per client address, and the burst.
+    pub http_requests_per_sec: u32,
+    pub http_requests_burst: u32,
+    /// Accounts (register and guest) created per minute per client address, and the burst.
+    pub accounts_per_minute: u32,
+    pub accounts_burst: u32,
+    /// Open connections (HTTP and WebSocket) at most; 0 = the open-file limit less a
+    /// reserve for the store, the admin port and the bus.
+    pub max_connections: usize,
+    /// Open connections per client address at most.
+    pub max_connections_per_ip: usize,
     /// Largest HTTP request body.
     pub http_max_body_bytes: usize,
     /// Largest HTTP request head (request line and headers).
@@ -330,6 +348,12 @@ impl Default for GatewayConfig {
             presence_refresh_secs: 60,
             rate_limit_per_sec: 100,
             rate_limit_burst: 200,
+            http_requests_per_sec: 100,
+            http_requests_burst: 400,
+            accounts_per_minute: 30,
+            accounts_burst: 30,
+            max_connections: 0,
+            max_connections_per_ip: 1000,
             http_max_body_bytes: 1024 * 1024,
             http_max_head_bytes: 16 * 1024,
             http_head_timeout_secs: 10,

@@ -165,18 +165,29 @@ impl fmt::Display for ErrorCode {
 pub struct Error {
     pub code: ErrorCode,
     pub message: String,
+    /// For `RATE_LIMITED`: seconds until a retry can succeed (HTTP `Retry-After`).
+    pub retry_after_secs: Option<u64>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 const CODE_METADATA: &str = "x-ringchat-code";
+const RETRY_AFTER_METADATA: &str = "x-ringchat-retry-after";
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Error {
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// `RATE_LIMITED`, retry after `wait` (rounded up to whole seconds).
+    pub fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        let mut e = Self::new(ErrorCode::RateLimited, message);
+        e.retry_after_secs = Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+        e
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidArgument, message)
@@ -221,6 +232,11 @@ impl Error {
             CODE_METADATA,
             tonic::metadata::MetadataValue::from_static(self.code.as_str()),
         );
+        if let Some(secs) = self.retry_after_secs {
+            status
+                .metadata_mut()
+                .insert(RETRY_AFTER_METADATA, secs.into());
+        }
         status
     }
 
@@ -232,7 +248,13 @@ impl Error {
             .and_then(|v| v.to_str().ok())
             .and_then(ErrorCode::parse)
             .unwrap_or_else(|| ErrorCode::from_grpc(status.code()));
-        Error::new(code, status.message().to_string())
+        let mut e = Error::new(code, status.message().to_string());
+        e.retry_after_secs = status
+            .metadata()
+            .get(RETRY_AFTER_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        e
     }
 }
 
@@ -288,6 +310,13 @@ mod tests {
             assert_eq!(back, e);
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
+    }
+
+    #[test]
+    fn retry_after_survives_grpc() {
+        let e = Error::rate_limited("slow down", std::time::Duration::from_millis(1500));
+        assert_eq!(e.retry_after_secs, Some(2));
+        assert_eq!(Error::from_status(&e.to_status()), e);
     }
 
     #[test]

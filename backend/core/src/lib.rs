@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod fanout;
 pub mod ids;
+pub mod limits;
 pub mod model;
 pub mod ports;
 pub mod shutdown;

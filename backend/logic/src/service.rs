@@ -11,6 +11,7 @@ use prost::Message as _;
 use rand::Rng;
 use ringchat_core::fanout::{self, send_downstream};
 use ringchat_core::ids::now_ms;
+use ringchat_core::limits::{KeyedLimiter, Rate};
 use ringchat_core::model::{MAX_TEMP_ID_LEN, WORLD_ID};
 use ringchat_core::ports::Endpoint;
 use ringchat_core::{Config, Error, ErrorCode, Ports, Result};
@@ -28,6 +29,8 @@ pub struct LogicService {
     presence_ttl: Duration,
     large_group_threshold: i64,
     max_content_bytes: usize,
+    /// Sends per user, over all of the user's connections and HTTP.
+    user_sends: KeyedLimiter<i64>,
 }
 
 fn session_key(jti: &str) -> String {
@@ -91,6 +94,10 @@ impl LogicService {
             presence_ttl: config.cache.presence_ttl(),
             large_group_threshold: i64::from(config.logic.large_group_threshold),
             max_content_bytes: config.logic.max_content_bytes,
+            user_sends: KeyedLimiter::new(Rate::new(
+                f64::from(config.logic.user_sends_per_sec),
+                f64::from(config.logic.user_sends_burst),
+            )),
         })
     }
 
@@ -318,6 +325,11 @@ impl LogicService {
         let mut drafts = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
         for up in batch {
+            if let Err(wait) = self.user_sends.take(&up.user_id) {
+                let e = Error::rate_limited("too many messages: slow down", wait);
+                self.send_error(up, &e).await?;
+                continue;
+            }
             match self
                 .check_send(
                     up.user_id,
@@ -630,6 +642,9 @@ impl LogicApi for LogicService {
     }
 
     async fn send_message(&self, req: pb::SendMessageRequest) -> Result<pb::ChatMessage> {
+        self.user_sends
+            .take(&req.caller_id)
+            .map_err(|wait| Error::rate_limited("too many messages: slow down", wait))?;
         let meta = self
             .check_send(
                 req.caller_id,

@@ -163,7 +163,7 @@ fn lookup(method: &str, path: &str) -> Lookup {
 pub struct Api;
 
 impl Routes for Api {
-    const WEBSOCKET: bool = true;
+    const PUBLIC: bool = true;
 
     async fn route(self, core: &Rc<Core>, req: &Request) -> Response {
         if req.method == "GET" && matches!(req.path.as_str(), "/" | "/index.html") {
@@ -189,6 +189,15 @@ impl Routes for Api {
                 return Response::error(&e);
             }
         };
+        if matches!(op, Op::Register | Op::Guest) {
+            if let Some(ip) = req.peer {
+                if let Err(wait) = core.limits.accounts.take(&ip) {
+                    let e = Error::rate_limited("too many new accounts from your address", wait);
+                    core.metrics.error(e.code);
+                    return Response::error(&e);
+                }
+            }
+        }
         let cx = Ctx { core, req, params };
         let result = match op {
             Op::Register => auth::register(&cx).await,

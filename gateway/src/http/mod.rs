@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use ringchat_core::ErrorCode;
+use ringchat_core::{Error, ErrorCode};
+use std::net::SocketAddr;
+
+use crate::limits::ConnSlot;
 
 pub use request::{percent_decode, Request};
 pub use response::Response;
@@ -26,14 +29,23 @@ use request::{read_head, Head, HeadLimits, BODY_DEADLINE};
 
 /// What answers the requests of one listener.
 pub trait Routes: Copy + 'static {
-    /// Whether `GET /ws` with `Upgrade: websocket` opens a client WebSocket here.
-    const WEBSOCKET: bool;
+    /// The public listener: `GET /ws` opens client WebSockets, and connections and
+    /// requests count against the per-address limits. (The admin port is neither.)
+    const PUBLIC: bool;
 
     fn route(self, core: &Rc<Core>, req: &Request) -> impl Future<Output = Response>;
 }
 
 /// Serves one TCP connection: requests until it closes, or a WebSocket after an upgrade.
-pub async fn serve_conn<R: Routes>(core: Rc<Core>, mut stream: TcpStream, routes: R) {
+pub async fn serve_conn<R: Routes>(
+    core: Rc<Core>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    routes: R,
+    slot: Option<ConnSlot>,
+) {
+    // counted against the connection caps until this connection (or its WebSocket) ends
+    let _slot = slot;
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let limits = HeadLimits {
@@ -52,11 +64,24 @@ pub async fn serve_conn<R: Routes>(core: Rc<Core>, mut stream: TcpStream, routes
             Head::Closed => return,
         };
         buf.drain(..head_len);
+        req.peer = Some(peer.ip());
         core.metrics
             .http_requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if R::PUBLIC {
+            if let Err(wait) = core.limits.http.take(&peer.ip()) {
+                core.metrics.error(ErrorCode::RateLimited);
+                let e = Error::rate_limited("too many requests from your address", wait);
+                let cors = cors::headers(&core.config.cors_origins, &req);
+                let (res, _) = stream
+                    .write_all(Response::error(&e).encode(&cors, false))
+                    .await;
+                let _ = res;
+                return;
+            }
+        }
 
-        if R::WEBSOCKET && req.path == "/ws" && upgrade::is_upgrade(&req) {
+        if R::PUBLIC && req.path == "/ws" && upgrade::is_upgrade(&req) {
             upgrade::upgrade(core, stream, req, buf).await;
             return;
         }

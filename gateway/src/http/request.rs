@@ -18,6 +18,8 @@ pub struct Request {
     /// HTTP/1.0: the connection closes after the response unless the client asked to
     /// keep it alive.
     pub http10: bool,
+    /// The client's address (set by the connection that read the request).
+    pub peer: Option<std::net::IpAddr>,
     pub path: String,
     pub query: String,
     pub headers: Vec<(String, String)>,
@@ -132,6 +134,7 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Parsed {
             let req = Request {
                 method: parsed.method.unwrap_or("GET").to_string(),
                 http10: parsed.version == Some(0),
+                peer: None,
                 path: path.to_string(),
                 query: query.to_string(),
                 headers: parsed

@@ -56,14 +56,18 @@ impl Response {
 
     /// The failure envelope with a status of the HTTP layer's own (411, 426, 431).
     pub fn error_with_status(status: u16, e: &Error) -> Response {
-        Response::json(
+        let mut r = Response::json(
             status,
             &Failure {
                 success: false,
                 message: &e.message,
                 code: e.code,
             },
-        )
+        );
+        if let Some(secs) = e.retry_after_secs {
+            r.headers.push(("retry-after", secs.to_string()));
+        }
+        r
     }
 
     pub fn text(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Response {

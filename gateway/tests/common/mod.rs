@@ -67,6 +67,11 @@ pub fn config_for(db: &std::path::Path, extra: &[(&str, &str)]) -> Config {
         ("RINGCHAT_GATEWAY__LISTEN", "127.0.0.1:0"),
         ("RINGCHAT_GATEWAY__ADMIN_LISTEN", "127.0.0.1:0"),
         ("RINGCHAT_GATEWAY__WORKERS", "2"),
+        // the limits a test is about are set by that test
+        ("RINGCHAT_GATEWAY__HTTP_REQUESTS_PER_SEC", "100000"),
+        ("RINGCHAT_GATEWAY__HTTP_REQUESTS_BURST", "100000"),
+        ("RINGCHAT_GATEWAY__ACCOUNTS_PER_MINUTE", "100000"),
+        ("RINGCHAT_GATEWAY__ACCOUNTS_BURST", "100000"),
         ("RINGCHAT_STORE__URL", url.as_str()),
         ("RINGCHAT_RUNTIME__WORKER_THREADS", "2"),
     ]

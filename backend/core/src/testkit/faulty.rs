@@ -21,6 +21,8 @@ pub struct Faults {
     until: Mutex<Option<(Instant, Error)>>,
     /// Appends refused so far.
     pub injected: std::sync::atomic::AtomicU64,
+    /// Read-pointer writes that reached the store.
+    pub mark_reads: std::sync::atomic::AtomicU64,
 }
 
 impl Faults {
