@@ -21,9 +21,12 @@ pub struct Embedded {
 
 impl Embedded {
     /// Starts the backend on the current tokio runtime and the gateway beside it.
+    /// Without a configured `auth.jwt_secret`, the data directory's own is used (made on
+    /// first start).
     pub async fn start(config: &Config) -> anyhow::Result<Embedded> {
-        let ports = Ports::embedded(config).await?;
-        Self::start_with(config, ports).await
+        let config = ringchat_core::bootstrap::with_embedded_secret(config)?;
+        let ports = Ports::embedded(&config).await?;
+        Self::start_with(&config, ports).await
     }
 
     /// As [`Embedded::start`], with ports chosen by the caller (tests swap the notifier).

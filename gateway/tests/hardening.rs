@@ -372,3 +372,82 @@ fn a_socket_is_closed_when_its_token_expires() {
         start.elapsed()
     );
 }
+
+/// A token signed with `secret` for `user`.
+fn forge(secret: &[u8], user_id: &str, name: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let head = b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = serde_json::json!({ "sub": user_id, "name": name, "guest": false, "jti": "forged", "iat": 1, "exp": 4_000_000_000i64 });
+    let body = b64.encode(claims.to_string());
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(format!("{head}.{body}").as_bytes());
+    format!("{head}.{body}.{}", b64.encode(mac.finalize().into_bytes()))
+}
+
+#[test]
+fn no_known_default_secret_and_tokens_die_with_their_data() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut sys = System::start_with(&[("RINGCHAT_AUTH__JWT_SECRET", "")]);
+    let u = sys.user("sec");
+    assert_eq!(u.http().get("/api/users/info").status, 200);
+    // the secret was made for this data directory, private
+    let secret_file = sys.db.parent().unwrap().join("jwt.secret");
+    let meta = std::fs::metadata(&secret_file).expect("jwt.secret is made on first start");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    assert!(secret.trim().len() >= 64);
+    // the old published development default opens nothing
+    let forged = forge(b"ringchat-dev-secret-change-me", &u.id, &u.name);
+    let r = Http {
+        addr: sys.http,
+        token: Some(forged),
+    }
+    .get("/api/users/info");
+    assert_eq!(r.status, 401);
+    // the same data directory keeps its secret across restarts: the token still works
+    let db = sys.db.clone();
+    sys.shutdown();
+    drop(sys);
+    let mut sys = System::start_on(db.clone(), &[("RINGCHAT_AUTH__JWT_SECRET", "")]);
+    let r = Http {
+        addr: sys.http,
+        token: Some(u.token.clone()),
+    }
+    .get("/api/users/info");
+    assert_eq!(r.status, 200, "{}", r.text);
+    // a wiped data directory: a new secret, and the old token opens nothing, not even
+    // the new "user 1"
+    sys.shutdown();
+    drop(sys);
+    std::fs::remove_dir_all(db.parent().unwrap()).unwrap();
+    let sys = System::start_on(db, &[("RINGCHAT_AUTH__JWT_SECRET", "")]);
+    let _newcomer = sys.user("new");
+    let r = Http {
+        addr: sys.http,
+        token: Some(u.token.clone()),
+    }
+    .get("/api/users/info");
+    assert_eq!(r.status, 401, "{}", r.text);
+}
+
+#[test]
+fn with_a_fixed_secret_a_token_does_not_outlive_its_account() {
+    // the operator keeps the secret but wipes the data: "user 1" is someone else now
+    let mut sys = System::start();
+    let old = sys.user("first");
+    let db = sys.db.clone();
+    sys.shutdown();
+    drop(sys);
+    std::fs::remove_dir_all(db.parent().unwrap()).unwrap();
+    let sys = System::start_on(db, &[]);
+    let newcomer = sys.user("second");
+    assert_eq!(newcomer.id, old.id, "the new account got the old id");
+    let r = Http {
+        addr: sys.http,
+        token: Some(old.token.clone()),
+    }
+    .get("/api/users/info");
+    assert_eq!(r.status, 401, "{}", r.text);
+}

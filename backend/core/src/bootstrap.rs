@@ -109,3 +109,28 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+/// The embedded profile's configuration with its JWT secret filled in when none was
+/// configured: the one kept in the SQLite database's directory (made on first start), or
+/// for an in-memory database a random one for this run only.
+pub fn with_embedded_secret(config: &Config) -> crate::Result<Config> {
+    if config.has_jwt_secret() {
+        return Ok(config.clone());
+    }
+    let mut config = config.clone();
+    let url = &config.store.url;
+    let secret = if url.starts_with("sqlite:") && !url.contains(":memory:") {
+        use std::str::FromStr;
+        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            .map_err(|e| crate::Error::invalid(format!("store url {url:?}: {e}")))?;
+        crate::adapters::data_dir::jwt_secret(opts.get_filename())?
+    } else {
+        use rand::RngCore;
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        tracing::warn!("no auth.jwt_secret and no data directory: tokens last for this run only");
+        key.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    config.auth.jwt_secret = crate::config::Secret::new(secret);
+    Ok(config)
+}

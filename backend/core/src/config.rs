@@ -47,9 +47,6 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The development secret used when none is configured; start-up warns about it.
-pub const DEV_JWT_SECRET: &str = "ringchat-dev-secret-change-me";
-
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -87,6 +84,9 @@ impl Default for NodeConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
+    /// The HS256 key tokens are signed with. There is no default: the embedded profile
+    /// generates one in its data directory on first start (`jwt.secret`, mode 0600), and
+    /// the distributed services refuse to start without one.
     pub jwt_secret: Secret,
     /// Lifetime of an issued token.
     pub token_ttl_secs: u64,
@@ -98,7 +98,7 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            jwt_secret: Secret::new(DEV_JWT_SECRET),
+            jwt_secret: Secret::new(""),
             token_ttl_secs: 7 * 24 * 3600,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
@@ -449,7 +449,7 @@ impl Config {
             "must be < 1024",
         )?;
         check(
-            self.auth.jwt_secret.expose().len() >= 16,
+            self.auth.jwt_secret.expose().is_empty() || self.auth.jwt_secret.expose().len() >= 16,
             "auth.jwt_secret",
             "must be at least 16 bytes",
         )?;
@@ -517,9 +517,9 @@ impl Config {
         Ok(())
     }
 
-    /// True when the JWT secret is still the development default.
-    pub fn uses_dev_secret(&self) -> bool {
-        self.auth.jwt_secret.expose() == DEV_JWT_SECRET
+    /// Whether a JWT secret was configured.
+    pub fn has_jwt_secret(&self) -> bool {
+        !self.auth.jwt_secret.expose().is_empty()
     }
 }
 
@@ -592,7 +592,10 @@ mod tests {
         assert_eq!(c.logic.large_group_threshold, 500);
         assert_eq!(c.cache.session_ttl_secs, 1800);
         assert_eq!(c.cache.presence_ttl_secs, 300);
-        assert!(c.uses_dev_secret());
+        assert!(
+            !c.has_jwt_secret(),
+            "no secret is known to anyone by default"
+        );
     }
 
     #[test]
@@ -609,7 +612,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.logic.large_group_threshold, 20);
         assert_eq!(c.node.id, "a");
-        assert!(!c.uses_dev_secret());
+        assert!(c.has_jwt_secret());
     }
 
     #[test]
@@ -643,7 +646,8 @@ mod tests {
 
     #[test]
     fn secrets_do_not_leak_into_debug() {
-        let c = Config::default();
-        assert!(!format!("{c:?}").contains(DEV_JWT_SECRET));
+        let mut c = Config::default();
+        c.auth.jwt_secret = Secret::new("a-very-secret-value-0123456789");
+        assert!(!format!("{c:?}").contains("a-very-secret-value"));
     }
 }

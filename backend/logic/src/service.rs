@@ -82,6 +82,11 @@ fn role_of(group: &pb::Group, user_id: i64) -> Option<pb::GroupRole> {
 
 impl LogicService {
     pub fn new(config: &Config, ports: Ports) -> Result<Self> {
+        if !config.has_jwt_secret() {
+            return Err(Error::invalid(
+                "auth.jwt_secret is not set: tokens cannot be signed",
+            ));
+        }
         Ok(LogicService {
             ports,
             keys: TokenKeys::new(config.auth.jwt_secret.expose().as_bytes()),
@@ -556,7 +561,18 @@ impl LogicApi for LogicService {
                 return Ok(session(user));
             }
         }
-        let user = self.caller(claims.user_id()?).await?;
+        let user = self
+            .caller(claims.user_id()?)
+            .await
+            .map_err(|e| match e.code {
+                ErrorCode::UserNotFound => Error::auth("the token's account no longer exists"),
+                _ => e,
+            })?;
+        // a token names its account by id and name: after a data wipe, "user 1" may be
+        // someone else, and the old token must not open their account
+        if user.username != claims.name {
+            return Err(Error::auth("the token was issued for another account"));
+        }
         let ttl = self
             .session_ttl
             .min(Duration::from_secs((claims.exp - now).max(1) as u64));

@@ -245,10 +245,12 @@ fn server_events(data: &[u8]) {
     assert_eq!(round_trip(&ServerEvent::Pong {}, "pong"), json!({}));
 
     // raw frames
-    let (op, payload) = one_frame(&frame::text(&text));
+    let wire = frame::text(&text);
+    let (op, payload) = one_frame(&wire);
     assert_eq!((op, payload), (0x1, text.as_bytes()));
     let close_code = src.n(8) as u16;
-    let (op, payload) = one_frame(&frame::close(close_code, &text));
+    let wire = frame::close(close_code, &text);
+    let (op, payload) = one_frame(&wire);
     assert_eq!(op, 0x8);
     assert!(payload.len() <= 125, "close payload of {}", payload.len());
     assert_eq!(payload[..2], close_code.to_be_bytes());

@@ -19,9 +19,6 @@ fn main() -> anyhow::Result<()> {
     let path = bootstrap::config_path_from_args(&ABOUT);
     bootstrap::init_logging();
     let config = bootstrap::load_config(path.as_deref())?;
-    if config.uses_dev_secret() {
-        tracing::warn!("auth.jwt_secret is the development default: set RINGCHAT_AUTH__JWT_SECRET before exposing this server");
-    }
     let rt = bootstrap::build_runtime(&config, "ringchat-backend")?;
     rt.block_on(async move {
         let system = Embedded::start(&config).await?;

@@ -120,3 +120,42 @@ mod store_tests {
         super::lock(&db).expect("free once the store is dropped");
     }
 }
+
+/// The embedded profile's JWT secret: read from `jwt.secret` beside the database, or made
+/// (32 random bytes, hex) and written there with mode 0600 on first start. Wiping the
+/// data directory therefore also invalidates every token issued for it.
+pub fn jwt_secret(db: &Path) -> Result<String> {
+    let path = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("jwt.secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => return Ok(s.trim().to_string()),
+        Ok(_) => {
+            return Err(Error::invalid(format!(
+                "{} is too short: delete it to have a new secret made",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("cannot read", &path, e)),
+    }
+    use rand::RngCore;
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    let secret: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
+    }
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| io_err("cannot create", &path, e))?;
+    writeln!(f, "{secret}").map_err(|e| io_err("cannot write", &path, e))?;
+    f.sync_all().map_err(|e| io_err("cannot sync", &path, e))?;
+    tracing::info!(path = %path.display(), "generated a JWT secret for this data directory");
+    Ok(secret)
+}

@@ -21,8 +21,12 @@ fn main() -> anyhow::Result<()> {
     let path = bootstrap::config_path_from_args(&ABOUT);
     bootstrap::init_logging();
     let config = bootstrap::load_config(path.as_deref())?;
-    if config.uses_dev_secret() {
-        tracing::warn!("auth.jwt_secret is the development default: set RINGCHAT_AUTH__JWT_SECRET");
+    if !config.has_jwt_secret() {
+        anyhow::bail!(
+            "auth.jwt_secret is not set: im-logic signs and checks tokens with it, and every \
+             im-logic of a deployment needs the same one (set RINGCHAT_AUTH__JWT_SECRET to at \
+             least 16 random bytes)"
+        );
     }
     let rt = bootstrap::build_runtime(&config, "im-logic")?;
     rt.block_on(async move {
