@@ -7,8 +7,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -219,55 +217,6 @@ fn another_writer_holding_the_database_lock_is_waited_out() {
     wait_metric_zero(&sys, "ringchat_gateway_pending_sends");
 }
 
-/// The `ringchat` binary on a data dir, on free ports.
-struct Process {
-    child: Child,
-    http: std::net::SocketAddr,
-}
-
-fn start_binary(dir: &std::path::Path) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringchat"))
-        .env("RINGCHAT_GATEWAY__LISTEN", "127.0.0.1:0")
-        .env("RINGCHAT_GATEWAY__ADMIN_LISTEN", "127.0.0.1:0")
-        .env("RINGCHAT_GATEWAY__WORKERS", "2")
-        .env(
-            "RINGCHAT_AUTH__JWT_SECRET",
-            "kill-test-secret-kill-test-secret",
-        )
-        .env("RINGCHAT_AUTH__ARGON2_MEMORY_KIB", "64")
-        .env("RINGCHAT_AUTH__ARGON2_ITERATIONS", "1")
-        .env(
-            "RINGCHAT_STORE__URL",
-            format!("sqlite://{}/ringchat.db", dir.display()),
-        )
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ringchat starts");
-    let out = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in out.lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("gateway listening addr=").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap().to_string();
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(addr);
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(WAIT)
-        .expect("ringchat says where it listens");
-    Process {
-        child,
-        http: addr.parse().unwrap(),
-    }
-}
-
 fn login(http: std::net::SocketAddr, name: &str) -> Client {
     let api = Http {
         addr: http,
@@ -294,7 +243,7 @@ fn sigkill_during_streaming_then_restart_loses_and_doubles_nothing() {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(ringchat_core::testkit::unique("kill"));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut p = start_binary(&dir);
+    let mut p = start_binary(&dir, &[]);
     let api = Http {
         addr: p.http,
         token: None,
@@ -359,7 +308,7 @@ fn sigkill_during_streaming_then_restart_loses_and_doubles_nothing() {
     );
 
     // restart on the same data; the client resends everything not acked
-    let mut p = start_binary(&dir);
+    let mut p = start_binary(&dir, &[]);
     let (a, b) = (login(p.http, "kill_a"), login(p.http, "kill_b"));
     let mut ws = a.ws();
     let unacked: Vec<String> = sent

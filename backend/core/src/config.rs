@@ -93,6 +93,15 @@ pub struct AuthConfig {
     /// Argon2id memory cost in KiB (OWASP's 19 MiB by default).
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
+    /// Password hashes computed at once (each holds `argon2_memory_kib`); 0 = one per CPU.
+    pub hash_workers: usize,
+    /// Hashes waiting for a worker at most; beyond, logins and registrations get 429.
+    pub hash_queue: usize,
+    /// Failed logins per minute per username, and per client address (and their bursts).
+    pub login_failures_per_minute: u32,
+    pub login_failures_burst: u32,
+    pub login_address_per_minute: u32,
+    pub login_address_burst: u32,
 }
 
 impl Default for AuthConfig {
@@ -102,6 +111,12 @@ impl Default for AuthConfig {
             token_ttl_secs: 7 * 24 * 3600,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
+            hash_workers: 0,
+            hash_queue: 64,
+            login_failures_per_minute: 10,
+            login_failures_burst: 10,
+            login_address_per_minute: 60,
+            login_address_burst: 60,
         }
     }
 }

@@ -14,6 +14,9 @@ use rand::RngCore;
 use ringchat_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -112,17 +115,86 @@ pub fn new_jti() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Argon2id password hashing with configured cost.
+/// Argon2id password hashing with configured cost, on a bounded pool.
+///
+/// Each hash holds `memory_kib` and a CPU for tens of milliseconds, so a login storm must
+/// not become one thread and one arena per request: at most `workers` hashes run at once,
+/// at most `queue` more wait, and beyond that the caller gets `RATE_LIMITED` at once.
+/// Memory stays bounded by `workers x memory_kib` whatever arrives.
 #[derive(Clone)]
 pub struct Passwords {
     params: Params,
+    running: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
+    /// A hash of nothing anyone knows: unknown users are checked against it, so they cost
+    /// what known users cost (no user enumeration by timing).
+    dummy: Arc<str>,
 }
 
 impl Passwords {
     pub fn new(memory_kib: u32, iterations: u32) -> Result<Self> {
+        Self::bounded(memory_kib, iterations, 0, 64)
+    }
+
+    /// `workers` 0 = one per CPU.
+    pub fn bounded(memory_kib: u32, iterations: u32, workers: usize, queue: usize) -> Result<Self> {
         let params = Params::new(memory_kib, iterations, 1, None)
             .map_err(|e| Error::invalid(format!("argon2 parameters: {e}")))?;
-        Ok(Passwords { params })
+        let workers = match workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let mut p = Passwords {
+            params,
+            running: Arc::new(Semaphore::new(workers)),
+            admitted: Arc::new(Semaphore::new(workers + queue)),
+            dummy: Arc::from(""),
+        };
+        let mut unknown = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut unknown);
+        p.dummy = Arc::from(p.hash(&format!("{unknown:?}"))?);
+        Ok(p)
+    }
+
+    /// Runs `f` on the pool; `RATE_LIMITED` when the pool and its queue are full.
+    async fn on_pool<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Passwords) -> T + Send + 'static,
+    ) -> Result<T> {
+        let _admitted = self.admitted.clone().try_acquire_owned().map_err(|_| {
+            Error::rate_limited(
+                "too many logins in progress: retry shortly",
+                Duration::from_secs(1),
+            )
+        })?;
+        let _running = self
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::unavailable("password hashing is shut down"))?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me))
+            .await
+            .map_err(|e| Error::internal(format!("password hashing: {e}")))
+    }
+
+    /// Hashes on the pool.
+    pub async fn hash_bounded(&self, password: String) -> Result<String> {
+        self.on_pool(move |p| p.hash(&password)).await?
+    }
+
+    /// Verifies on the pool; `None` (no such user, or no password) costs the same as a
+    /// real check and never matches.
+    pub async fn verify_bounded(&self, password: String, phc: Option<String>) -> Result<bool> {
+        self.on_pool(move |p| match phc {
+            Some(phc) if !phc.is_empty() => p.verify(&password, &phc),
+            _ => {
+                let _ = p.verify(&password, &p.dummy);
+                false
+            }
+        })
+        .await
     }
 
     fn argon(&self) -> Argon2<'static> {

@@ -31,6 +31,9 @@ pub struct LogicService {
     max_content_bytes: usize,
     /// Sends per user, over all of the user's connections and HTTP.
     user_sends: KeyedLimiter<i64>,
+    /// Failed logins per (lowercased) username and per client address.
+    login_names: KeyedLimiter<String>,
+    login_addrs: KeyedLimiter<String>,
 }
 
 fn session_key(jti: &str) -> String {
@@ -90,10 +93,20 @@ impl LogicService {
         Ok(LogicService {
             ports,
             keys: TokenKeys::new(config.auth.jwt_secret.expose().as_bytes()),
-            passwords: Passwords::new(
+            passwords: Passwords::bounded(
                 config.auth.argon2_memory_kib,
                 config.auth.argon2_iterations,
+                config.auth.hash_workers,
+                config.auth.hash_queue,
             )?,
+            login_names: KeyedLimiter::new(Rate::per_minute(
+                f64::from(config.auth.login_failures_per_minute),
+                f64::from(config.auth.login_failures_burst),
+            )),
+            login_addrs: KeyedLimiter::new(Rate::per_minute(
+                f64::from(config.auth.login_address_per_minute),
+                f64::from(config.auth.login_address_burst),
+            )),
             token_ttl_secs: config.auth.token_ttl_secs as i64,
             session_ttl: config.cache.session_ttl(),
             presence_ttl: config.cache.presence_ttl(),
@@ -418,10 +431,7 @@ impl LogicApi for LogicService {
     async fn register(&self, req: pb::RegisterRequest) -> Result<pb::User> {
         validate_username(&req.username)?;
         validate_password(&req.password)?;
-        let passwords = self.passwords.clone();
-        let hash = tokio::task::spawn_blocking(move || passwords.hash(&req.password))
-            .await
-            .map_err(|e| Error::internal(e.to_string()))??;
+        let hash = self.passwords.hash_bounded(req.password).await?;
         self.ports
             .store
             .create_user(pb::CreateUserRequest {
@@ -438,26 +448,34 @@ impl LogicApi for LogicService {
         if req.username.is_empty() || req.password.is_empty() {
             return Err(Error::invalid("username and password are required"));
         }
-        let creds = match self.ports.store.credentials(&req.username).await {
-            Ok(c) => c,
-            Err(e) if e.code == ErrorCode::UserNotFound => return Err(refused()),
+        // failed attempts are limited per name and per client address; a success gives
+        // its tokens back
+        let name_key = req.username.to_lowercase();
+        let throttled = |wait| Error::rate_limited("too many failed logins: retry later", wait);
+        self.login_names.take(&name_key).map_err(throttled)?;
+        if let Err(wait) = self.login_addrs.take(&req.client_addr) {
+            self.login_names.give_back(&name_key);
+            return Err(throttled(wait));
+        }
+        let user = match self.ports.store.credentials(&req.username).await {
+            Ok(c) => c.user.filter(|u| !u.is_guest).map(|u| (u, c.password_hash)),
+            Err(e) if e.code == ErrorCode::UserNotFound => None,
             Err(e) => return Err(e),
         };
-        let user = creds
-            .user
-            .ok_or_else(|| Error::internal("credentials without user"))?;
-        if user.is_guest {
-            return Err(refused());
+        // unknown users and guests cost a full check too (against a hash nobody knows)
+        let (user, phc) = match user {
+            Some((u, phc)) => (Some(u), Some(phc)),
+            None => (None, None),
+        };
+        let ok = self.passwords.verify_bounded(req.password, phc).await?;
+        match user {
+            Some(user) if ok => {
+                self.login_names.give_back(&name_key);
+                self.login_addrs.give_back(&req.client_addr);
+                self.issue_token(user).await
+            }
+            _ => Err(refused()),
         }
-        let passwords = self.passwords.clone();
-        let hash = creds.password_hash;
-        let ok = tokio::task::spawn_blocking(move || passwords.verify(&req.password, &hash))
-            .await
-            .map_err(|e| Error::internal(e.to_string()))?;
-        if !ok {
-            return Err(refused());
-        }
-        self.issue_token(user).await
     }
 
     async fn guest(&self, req: pb::GuestRequest) -> Result<pb::AuthResponse> {

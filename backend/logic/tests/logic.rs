@@ -37,6 +37,7 @@ async fn register_login_guest_logout() {
         .login(pb::LoginRequest {
             username: "alice_reg".into(),
             password: "secret1".into(),
+            client_addr: String::new(),
         })
         .await
         .unwrap();
@@ -57,6 +58,7 @@ async fn register_login_guest_logout() {
             .login(pb::LoginRequest {
                 username: name.into(),
                 password: pw.into(),
+                client_addr: String::new(),
             })
             .await
             .unwrap_err();
@@ -82,6 +84,7 @@ async fn register_login_guest_logout() {
         .login(pb::LoginRequest {
             username: gu.username.clone(),
             password: "anything".into(),
+            client_addr: String::new(),
         })
         .await
         .unwrap_err();
@@ -104,6 +107,7 @@ async fn register_login_guest_logout() {
         .login(pb::LoginRequest {
             username: "alice_reg".into(),
             password: "secret1".into(),
+            client_addr: String::new(),
         })
         .await
         .unwrap();

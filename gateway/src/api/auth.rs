@@ -31,8 +31,16 @@ pub(super) async fn register(cx: &Ctx<'_>) -> Reply {
 pub(super) async fn login(cx: &Ctx<'_>) -> Reply {
     let body = cx.body()?;
     let (username, password) = (str_field(&body, "username")?, str_field(&body, "password")?);
+    let client_addr = cx.req.peer.map(|ip| ip.to_string()).unwrap_or_default();
     let auth = cx
-        .call(move |l| async move { l.login(pb::LoginRequest { username, password }).await })
+        .call(move |l| async move {
+            l.login(pb::LoginRequest {
+                username,
+                password,
+                client_addr,
+            })
+            .await
+        })
         .await?;
     Ok(Response::ok(200, "logged in", Auth::from(&auth)))
 }

@@ -4,9 +4,10 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use im_gateway::embedded::Embedded;
@@ -580,4 +581,54 @@ pub fn client_frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
         f.extend_from_slice(payload);
     }
     f
+}
+
+/// The `ringchat` binary on a data dir, on free ports.
+pub struct Process {
+    pub child: Child,
+    pub http: std::net::SocketAddr,
+}
+
+pub fn start_binary(dir: &std::path::Path, extra: &[(&str, &str)]) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringchat"))
+        .env("RINGCHAT_GATEWAY__LISTEN", "127.0.0.1:0")
+        .env("RINGCHAT_GATEWAY__ADMIN_LISTEN", "127.0.0.1:0")
+        .env("RINGCHAT_GATEWAY__WORKERS", "2")
+        .env(
+            "RINGCHAT_AUTH__JWT_SECRET",
+            "kill-test-secret-kill-test-secret",
+        )
+        .env("RINGCHAT_AUTH__ARGON2_MEMORY_KIB", "64")
+        .env("RINGCHAT_AUTH__ARGON2_ITERATIONS", "1")
+        .env(
+            "RINGCHAT_STORE__URL",
+            format!("sqlite://{}/ringchat.db", dir.display()),
+        )
+        .envs(extra.iter().copied())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ringchat starts");
+    let out = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in out.lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("gateway listening addr=").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap().to_string();
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr);
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(WAIT)
+        .expect("ringchat says where it listens");
+    Process {
+        child,
+        http: addr.parse().unwrap(),
+    }
 }

@@ -160,6 +160,7 @@ impl Backend {
             .login(pb::LoginRequest {
                 username,
                 password: "password1".into(),
+                client_addr: String::new(),
             })
             .await
             .unwrap();
