@@ -1,26 +1,16 @@
 //! Passwords (argon2id) and tokens (JWT, HS256).
 //!
-//! The JWT is implemented here on `hmac`/`sha2` rather than through a JWT crate: ringchat
-//! issues and checks exactly one kind of token (HS256, fixed claims), and the few lines
-//! below are easier to audit than a general library's algorithm negotiation. The header
-//! is checked to be exactly HS256, so `alg: none` and algorithm confusion are refused.
+//! Tokens are JWTs signed and checked with `jsonwebtoken` (HS256 only, fixed claims).
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
+use argon2::{Argon2, Params, Version};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use ringchat_core::{Error, Result};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-
-type HmacSha256 = Hmac<Sha256>;
-
-const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 
 /// What a ringchat token says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,34 +33,32 @@ impl Claims {
     }
 }
 
-/// Signs and verifies tokens with one HS256 secret.
+/// Signs and verifies tokens with one HS256 secret, through `jsonwebtoken`: the
+/// validation accepts HS256 only, so `alg: none` and algorithm confusion are refused.
 #[derive(Clone)]
 pub struct TokenKeys {
-    secret: Vec<u8>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
 }
 
 impl TokenKeys {
     pub fn new(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // expiry is checked against the caller's clock in `verify`; logout reads expired
+        // tokens too
+        validation.validate_exp = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
         TokenKeys {
-            secret: secret.to_vec(),
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
         }
     }
 
-    fn mac(&self) -> HmacSha256 {
-        HmacSha256::new_from_slice(&self.secret).expect("hmac accepts any key length")
-    }
-
     pub fn sign(&self, claims: &Claims) -> String {
-        let payload = serde_json::to_vec(claims).expect("claims serialize");
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(HEADER),
-            URL_SAFE_NO_PAD.encode(payload)
-        );
-        let mut mac = self.mac();
-        mac.update(signing_input.as_bytes());
-        let sig = mac.finalize().into_bytes();
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
     }
 
     /// Checks signature, algorithm and expiry (at `now`, unix seconds).
@@ -82,29 +70,20 @@ impl TokenKeys {
         Ok(claims)
     }
 
-    /// Checks signature and algorithm only (logout accepts an expired token).
+    /// Checks signature and algorithm only.
     pub fn verify_signature(&self, token: &str) -> Result<Claims> {
-        let bad = || Error::auth("malformed token");
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad());
-        };
-        let header = URL_SAFE_NO_PAD.decode(h).map_err(|_| bad())?;
-        let header: serde_json::Value = serde_json::from_slice(&header).map_err(|_| bad())?;
-        if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
-            return Err(Error::auth("token algorithm must be HS256"));
-        }
-        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-        let mut mac = self.mac();
-        mac.update(h.as_bytes());
-        mac.update(b".");
-        mac.update(p.as_bytes());
-        mac.verify_slice(&sig)
-            .map_err(|_| Error::auth("token signature is invalid"))?;
-        let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| bad())?;
-        serde_json::from_slice(&payload).map_err(|_| bad())
+        use jsonwebtoken::errors::ErrorKind;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
+                Error::auth(match e.kind() {
+                    ErrorKind::InvalidSignature => "token signature is invalid",
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        "token algorithm must be HS256"
+                    }
+                    _ => "malformed token",
+                })
+            })
     }
 }
 
@@ -198,7 +177,11 @@ impl Passwords {
     }
 
     fn argon(&self) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+        Argon2::new(
+            argon2::Algorithm::Argon2id,
+            Version::V0x13,
+            self.params.clone(),
+        )
     }
 
     /// PHC string (`$argon2id$v=19$...`); CPU-heavy, call from a blocking thread.
@@ -265,12 +248,34 @@ mod tests {
             .verify(&format!("{}.{}.{}", g[0], e[1], g[2]), 0)
             .is_err());
         // alg none
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
         let none = format!(
             "{}.{}.",
             URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
             g[1]
         );
         assert!(keys.verify(&none, 0).is_err());
+        // another algorithm with the same secret (HS512), or an asymmetric one named in
+        // the header over an HMAC signature (RS256 confusion)
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims(i64::MAX),
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap();
+        assert_eq!(
+            keys.verify(&hs512, 0).unwrap_err().message,
+            "token algorithm must be HS256"
+        );
+        let rs = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+            g[1],
+            g[2]
+        );
+        assert!(keys.verify(&rs, 0).is_err());
         for junk in ["", "a.b", "a.b.c.d", "!!!.@@@.###"] {
             assert!(keys.verify(junk, 0).is_err(), "{junk:?} accepted");
         }
