@@ -13,7 +13,9 @@
 #
 # Environment: FUZZ_TARGETS="http_head config" runs only those; FUZZ_WORK=DIR keeps the
 # scratch corpora and logs there (default: a temporary folder, removed unless something
-# crashed); CARGO_TARGET_DIR=DIR builds in DIR/fuzz (default gateway/fuzz/target).
+# crashed); CARGO_TARGET_DIR=DIR builds in DIR/fuzz (default gateway/fuzz/target);
+# FUZZ_KEEP_GOING=1 goes on after a crash for the whole time (libFuzzer's fork mode, to
+# collect several different crashes in one run; executions are then the parent's count).
 #
 # cargo-fuzz needs unstable compiler flags (-Zsanitizer=address, sanitizer coverage):
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain take them, so no nightly is needed.
@@ -75,17 +77,26 @@ for t in $targets; do
         -rss_limit_mb=2048
     )
     [[ -f $fuzz_dir/dicts/$t.dict ]] && args+=(-dict="$fuzz_dir/dicts/$t.dict")
+    [[ -n ${FUZZ_KEEP_GOING:-} ]] && args+=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
     echo "==> $t: ${secs}s from $(ls "$corpus" | wc -l) seeds (log: $log)"
     set +e
     cargo fuzz run --fuzz-dir "$fuzz_dir" "$t" "$corpus" -- "${args[@]}" >"$log" 2>&1
     rc=$?
     set -e
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    if [[ -z $execs ]]; then
+        # fork mode: the parent's last status line, "#N: cov: ..."
+        execs=$(sed -n 's/^#\([0-9]*\): cov:.*/\1/p' "$log" | tail -1)
+    fi
     found=$(find "$artifacts" -type f | sort)
     if [[ $rc -ne 0 || -n $found ]]; then
         crashed=1
-        # the panic or sanitizer report, and the input libFuzzer saved
-        grep -E -A12 "panicked at|ERROR: (libFuzzer|AddressSanitizer)|SUMMARY:" "$log" | head -40 || tail -40 "$log"
+        # the panic message or the sanitizer's report (the full log stays in $work)
+        if grep -q "panicked at" "$log"; then
+            awk '/panicked at/ { p = 1 } /^stack backtrace:/ { p = 0 } p' "$log" | head -40
+        else
+            grep -E -A8 "ERROR: (libFuzzer|AddressSanitizer)" "$log" | head -30 || tail -30 "$log"
+        fi
         line="$t: ${execs:-?} executions, CRASH (exit $rc):"
         for a in $found; do line+=" $a"; done
         [[ -n $found ]] || line+=" no artifact written, see $log"

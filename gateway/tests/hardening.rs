@@ -451,3 +451,40 @@ fn with_a_fixed_secret_a_token_does_not_outlive_its_account() {
     .get("/api/users/info");
     assert_eq!(r.status, 401, "{}", r.text);
 }
+
+#[test]
+fn usernames_are_normalized_and_look_alikes_refused() {
+    let sys = System::start();
+    let register = |name: &str| {
+        sys.api().post(
+            "/api/auth/register",
+            &serde_json::json!({ "username": name, "password": "secret12" }),
+        )
+    };
+    // fullwidth folds to plain (NFKC), and logs in either way
+    let r = register("ｍａｌｌｏｒｙ");
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["data"]["user"]["username"], "mallory");
+    let r = sys.api().post(
+        "/api/auth/login",
+        &serde_json::json!({ "username": "ｍａｌｌｏｒｙ", "password": "secret12" }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // invisible and format characters are refused
+    for bad in [
+        "mal\u{200b}lory",
+        "mal\u{202e}lory",
+        "\u{feff}mallory",
+        "mal\u{ad}lory",
+    ] {
+        let r = register(bad);
+        assert_eq!(r.status, 400, "{bad:?}: {}", r.text);
+        assert_eq!(r.body["code"], "INVALID_ARGUMENT");
+    }
+    // look-alikes of an existing name are taken
+    for look_alike in ["m\u{430}llory", "maIlory", "MALLORY"] {
+        let r = register(look_alike);
+        assert_eq!(r.status, 409, "{look_alike:?}: {}", r.text);
+        assert_eq!(r.body["code"], "USERNAME_TAKEN");
+    }
+}

@@ -35,6 +35,42 @@ pub fn world_target(member_count: i64) -> pb::WorldTarget {
     }
 }
 
+/// A username as stored and looked up: NFKC-normalized, so compatibility forms (fullwidth
+/// letters, ligatures) fold into their plain form. Refused (`INVALID_ARGUMENT`): whitespace,
+/// control and format characters (zero-width, bidi overrides, BOM, soft hyphen), `/`, and
+/// any non-ASCII character that UTS #39 does not allow in identifiers.
+pub fn normalize_username(raw: &str) -> Result<String> {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_security::GeneralSecurityProfile;
+    let name: String = raw.nfkc().collect();
+    let bad = name.chars().find(|&c| {
+        c.is_whitespace()
+            || c.is_control()
+            || c == '/'
+            || (!c.is_ascii() && !c.identifier_allowed())
+            || (c.is_ascii() && !(c.is_ascii_alphanumeric() || "_-.".contains(c)))
+    });
+    if let Some(c) = bad {
+        return Err(Error::invalid(format!(
+            "usernames may not contain {:?} (U+{:04X}): use letters, digits, '_', '-' or '.'",
+            c, c as u32
+        )));
+    }
+    Ok(name)
+}
+
+/// The look-alike key of a username (the UTS #39 skeleton of its lowercase form): names
+/// with the same key look the same to a reader (`alice`, `аlice` with a Cyrillic a,
+/// `ALICE`), so a store refuses a new name whose key an existing name has.
+pub fn username_skeleton(name: &str) -> String {
+    use unicode_security::confusable_detection::skeleton;
+    // names are unique regardless of case, so the key is case-folded first; that turns a
+    // capital I (which looks like l) into i, so i and l share the key too
+    skeleton(&name.to_lowercase())
+        .map(|c| if c == 'i' { 'l' } else { c })
+        .collect()
+}
+
 /// Parses a client message type: a name (`"text"`) or the matching integer (`1`).
 pub fn parse_message_type_name(s: &str) -> Option<pb::MessageType> {
     Some(match s.to_ascii_lowercase().as_str() {
@@ -203,6 +239,29 @@ mod tests {
         }
         let (lo, hi, newest_first) = q(1, None, Some(0)).seq_window(10);
         assert!(lo > hi && newest_first);
+    }
+
+    #[test]
+    fn usernames_fold_compatibility_forms_and_refuse_invisible_characters() {
+        assert_eq!(normalize_username("ａｌｉｃｅ").unwrap(), "alice");
+        assert_eq!(normalize_username("bob_1.x-y").unwrap(), "bob_1.x-y");
+        assert_eq!(normalize_username("José").unwrap(), "José");
+        for bad in [
+            "ali\u{200b}ce", // zero-width space
+            "ali\u{202e}ce", // right-to-left override
+            "\u{feff}alice", // BOM
+            "ali\u{ad}ce",   // soft hyphen
+            "ali ce",
+            "ali/ce",
+            "a\u{7}b",
+        ] {
+            assert!(normalize_username(bad).is_err(), "{bad:?} accepted");
+        }
+        let key = username_skeleton("alice");
+        for look_alike in ["ALICE", "\u{430}lice", "aIice"] {
+            assert_eq!(username_skeleton(look_alike), key, "{look_alike:?}");
+        }
+        assert_ne!(username_skeleton("alicia"), key);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use rand::Rng;
 use ringchat_core::fanout::{self, send_downstream};
 use ringchat_core::ids::now_ms;
 use ringchat_core::limits::{KeyedLimiter, Rate};
-use ringchat_core::model::{MAX_TEMP_ID_LEN, WORLD_ID};
+use ringchat_core::model::{self, MAX_TEMP_ID_LEN, WORLD_ID};
 use ringchat_core::ports::Endpoint;
 use ringchat_core::{Config, Error, ErrorCode, Ports, Result};
 use ringchat_proto as pb;
@@ -52,20 +52,13 @@ fn char_len(s: &str) -> usize {
     s.chars().count()
 }
 
-fn validate_username(name: &str) -> Result<()> {
-    let n = char_len(name);
-    if !(3..=20).contains(&n) {
+/// The stored form of a username ([`model::normalize_username`]), 3-20 characters.
+fn validate_username(raw: &str) -> Result<String> {
+    let name = model::normalize_username(raw)?;
+    if !(3..=20).contains(&char_len(&name)) {
         return Err(Error::invalid("username must be 3-20 characters"));
     }
-    if name
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '/')
-    {
-        return Err(Error::invalid(
-            "username must not contain spaces, control characters or '/'",
-        ));
-    }
-    Ok(())
+    Ok(name)
 }
 
 fn validate_password(pw: &str) -> Result<()> {
@@ -429,13 +422,13 @@ impl LogicService {
 #[async_trait]
 impl LogicApi for LogicService {
     async fn register(&self, req: pb::RegisterRequest) -> Result<pb::User> {
-        validate_username(&req.username)?;
+        let username = validate_username(&req.username)?;
         validate_password(&req.password)?;
         let hash = self.passwords.hash_bounded(req.password).await?;
         self.ports
             .store
             .create_user(pb::CreateUserRequest {
-                username: req.username,
+                username,
                 password_hash: hash,
                 avatar: String::new(),
                 is_guest: false,
@@ -448,16 +441,20 @@ impl LogicApi for LogicService {
         if req.username.is_empty() || req.password.is_empty() {
             return Err(Error::invalid("username and password are required"));
         }
+        // the name as stored (a fullwidth form logs in as the plain one)
+        let Ok(username) = model::normalize_username(&req.username) else {
+            return Err(refused());
+        };
         // failed attempts are limited per name and per client address; a success gives
         // its tokens back
-        let name_key = req.username.to_lowercase();
+        let name_key = username.to_lowercase();
         let throttled = |wait| Error::rate_limited("too many failed logins: retry later", wait);
         self.login_names.take(&name_key).map_err(throttled)?;
         if let Err(wait) = self.login_addrs.take(&req.client_addr) {
             self.login_names.give_back(&name_key);
             return Err(throttled(wait));
         }
-        let user = match self.ports.store.credentials(&req.username).await {
+        let user = match self.ports.store.credentials(&username).await {
             Ok(c) => c.user.filter(|u| !u.is_guest).map(|u| (u, c.password_hash)),
             Err(e) if e.code == ErrorCode::UserNotFound => None,
             Err(e) => return Err(e),
@@ -479,15 +476,10 @@ impl LogicApi for LogicService {
     }
 
     async fn guest(&self, req: pb::GuestRequest) -> Result<pb::AuthResponse> {
-        let name = req.guest_name.trim();
-        if char_len(name) > 14
-            || name
-                .chars()
-                .any(|c| c.is_control() || c == '/' || c.is_whitespace())
-        {
-            return Err(Error::invalid(
-                "guestName must be at most 14 characters without spaces or '/'",
-            ));
+        let name = model::normalize_username(req.guest_name.trim())?;
+        let name = name.as_str();
+        if char_len(name) > 14 {
+            return Err(Error::invalid("guestName must be at most 14 characters"));
         }
         for _ in 0..8 {
             let username = if name.is_empty() {
@@ -605,7 +597,8 @@ impl LogicApi for LogicService {
         if req.user_id > 0 {
             self.ports.store.user(req.user_id).await
         } else if !req.username.is_empty() {
-            self.ports.store.user_by_name(&req.username).await
+            let name = model::normalize_username(&req.username).unwrap_or(req.username);
+            self.ports.store.user_by_name(&name).await
         } else {
             Err(Error::invalid("give a user id or a username"))
         }

@@ -29,6 +29,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_world_member_count.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_username_skeleton.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -83,6 +87,7 @@ impl SqliteStore {
         };
         store.check_integrity().await?;
         store.migrate().await?;
+        store.fill_skeletons().await?;
         Ok(store)
     }
 
@@ -100,6 +105,28 @@ impl SqliteStore {
             "store: the database fails its integrity check ({}): restore it from a backup",
             report.join("; ")
         )))
+    }
+
+    /// Computes the look-alike key of users created before it existed.
+    async fn fill_skeletons(&self) -> Result<()> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, username FROM users WHERE skeleton IS NULL")
+                .fetch_all(&self.writer)
+                .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        for (id, name) in &rows {
+            sqlx::query("UPDATE users SET skeleton = ? WHERE id = ?")
+                .bind(model::username_skeleton(name))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(users = rows.len(), "filled username look-alike keys");
+        Ok(())
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -226,15 +253,31 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 impl Store for SqliteStore {
     async fn create_user(&self, req: pb::CreateUserRequest) -> Result<pb::User> {
         let now = now_ms();
+        let skeleton = model::username_skeleton(&req.username);
         let mut tx = self.writer.begin().await?;
+        let look_alike: Option<String> =
+            sqlx::query_scalar("SELECT username FROM users WHERE skeleton = ? LIMIT 1")
+                .bind(&skeleton)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(existing) = look_alike {
+            return Err(Error::new(
+                ErrorCode::UsernameTaken,
+                format!(
+                    "username {:?} looks like the existing {existing:?}: choose another",
+                    req.username
+                ),
+            ));
+        }
         let res = sqlx::query(
-            "INSERT INTO users (username, password_hash, avatar, is_guest, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO users (username, password_hash, avatar, is_guest, created_at, skeleton) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&req.username)
         .bind(&req.password_hash)
         .bind(&req.avatar)
         .bind(i64::from(req.is_guest))
         .bind(now)
+        .bind(&skeleton)
         .execute(&mut *tx)
         .await;
         let id = match res {

@@ -86,6 +86,25 @@ pub async fn users_are_unique_by_name(store: Arc<dyn Store>) {
     assert!(store.user(g.user_id).await.unwrap().is_guest);
     // every user is in the world room
     assert!(store.is_member(WORLD_ID, g.user_id).await.unwrap());
+    // a look-alike of an existing name (Cyrillic a, capital I for l) is taken too
+    let base = unique("alice");
+    store
+        .create_user(pb::CreateUserRequest {
+            username: base.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for look_alike in [base.replacen('a', "\u{430}", 1), base.replacen('l', "I", 1)] {
+        let e = store
+            .create_user(pb::CreateUserRequest {
+                username: look_alike.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::UsernameTaken, "{look_alike:?}");
+    }
 }
 
 pub async fn single_conversation_is_idempotent(store: Arc<dyn Store>) {
