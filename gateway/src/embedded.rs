@@ -32,6 +32,10 @@ impl Embedded {
     /// As [`Embedded::start`], with ports chosen by the caller (tests swap the notifier).
     pub async fn start_with(config: &Config, ports: Ports) -> anyhow::Result<Embedded> {
         let logic = Arc::new(LogicService::new(config, ports.clone())?);
+        let revoked = logic.load_revocations().await?;
+        if revoked > 0 {
+            tracing::info!(revoked, "token revocations in force");
+        }
         let (backend_stop, signal) = Shutdown::new();
         let mut workers = consumer::spawn_upstream_consumers(
             &logic,

@@ -488,3 +488,30 @@ fn usernames_are_normalized_and_look_alikes_refused() {
         assert_eq!(r.body["code"], "USERNAME_TAKEN");
     }
 }
+
+#[test]
+fn a_revoked_token_stays_revoked_across_a_restart() {
+    let mut sys = System::start();
+    let u = sys.user("rev");
+    assert_eq!(
+        u.http()
+            .post("/api/auth/logout", &serde_json::json!({}))
+            .status,
+        200
+    );
+    assert_eq!(u.http().get("/api/users/info").status, 401);
+    let db = sys.db.clone();
+    sys.shutdown();
+    drop(sys);
+    let sys = System::start_on(db, &[]);
+    let r = Http {
+        addr: sys.http,
+        token: Some(u.token.clone()),
+    }
+    .get("/api/users/info");
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(matches!(
+        Ws::connect(sys.http, &u.token),
+        Err(tungstenite::Error::Http(r)) if r.status() == 401
+    ));
+}

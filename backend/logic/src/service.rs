@@ -116,6 +116,24 @@ impl LogicService {
         &self.ports
     }
 
+    /// Loads the revocations still in force from the store into the cache (at start-up:
+    /// a restart must not bring a logged-out token back).
+    pub async fn load_revocations(&self) -> Result<usize> {
+        let now = now_secs();
+        let revoked = self.ports.store.revoked_tokens(now).await?;
+        for r in &revoked {
+            self.ports
+                .cache
+                .set(
+                    &revoked_key(&r.token_id),
+                    Bytes::from_static(b"1"),
+                    Duration::from_secs((r.expires_at - now).max(1) as u64),
+                )
+                .await?;
+        }
+        Ok(revoked.len())
+    }
+
     async fn issue_token(&self, user: pb::User) -> Result<pb::AuthResponse> {
         let iat = now_secs();
         let claims = Claims {
@@ -523,6 +541,11 @@ impl LogicApi for LogicService {
             return Ok(());
         };
         let left = claims.exp - now_secs();
+        // the store keeps it across restarts, the cache answers every request
+        self.ports
+            .store
+            .revoke_token(&claims.jti, claims.exp)
+            .await?;
         self.ports
             .cache
             .set(

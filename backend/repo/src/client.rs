@@ -210,4 +210,18 @@ impl Store for GrpcStore {
     async fn peer_ids(&self, user_id: i64) -> Result<Vec<i64>> {
         unwrap(self.c().list_peer_ids(pb::UserIdRequest { user_id }).await).map(|l| l.user_ids)
     }
+    async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<()> {
+        unwrap(
+            self.c()
+                .revoke_token(pb::RevokedToken {
+                    token_id: token_id.to_string(),
+                    expires_at,
+                })
+                .await,
+        )
+        .map(|_| ())
+    }
+    async fn revoked_tokens(&self, now: i64) -> Result<Vec<pb::RevokedToken>> {
+        unwrap(self.c().list_revoked_tokens(pb::RevokedSince { now }).await).map(|l| l.tokens)
+    }
 }

@@ -176,6 +176,21 @@ impl Repo for RepoService {
             .mark_read(r.user_id, &r.conversation_id, r.seq_id)
             .await)
     }
+    async fn revoke_token(&self, r: Request<pb::RevokedToken>) -> R<pb::Empty> {
+        let r = r.into_inner();
+        ok(self
+            .store
+            .revoke_token(&r.token_id, r.expires_at)
+            .await
+            .map(|()| pb::Empty {}))
+    }
+    async fn list_revoked_tokens(&self, r: Request<pb::RevokedSince>) -> R<pb::RevokedTokens> {
+        ok(self
+            .store
+            .revoked_tokens(r.into_inner().now)
+            .await
+            .map(|tokens| pb::RevokedTokens { tokens }))
+    }
     async fn list_peer_ids(&self, r: Request<pb::UserIdRequest>) -> R<pb::UserIdList> {
         ok(self
             .store

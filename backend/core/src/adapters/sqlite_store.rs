@@ -33,6 +33,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_username_skeleton.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_revoked_tokens.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -889,6 +893,40 @@ impl Store for SqliteStore {
             ))
         })?;
         Ok(pb::ReadPointer { read_seq, last_seq })
+    }
+
+    async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= ?")
+            .bind(now_ms() / 1000)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO revoked_tokens (token_id, expires_at) VALUES (?, ?) \
+             ON CONFLICT (token_id) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)",
+        )
+        .bind(token_id)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoked_tokens(&self, now: i64) -> Result<Vec<pb::RevokedToken>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT token_id, expires_at FROM revoked_tokens WHERE expires_at > ? ORDER BY expires_at",
+        )
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(token_id, expires_at)| pb::RevokedToken {
+                token_id,
+                expires_at,
+            })
+            .collect())
     }
 
     async fn peer_ids(&self, user_id: i64) -> Result<Vec<i64>> {

@@ -77,4 +77,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<pb::ReadPointer>;
     /// Friends and group peers of a user (who sees its presence), without the user.
     async fn peer_ids(&self, user_id: i64) -> Result<Vec<i64>>;
+
+    /// Records a revoked token until `expires_at` (unix seconds); idempotent.
+    async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<()>;
+    /// The revocations still in force at `now`; expired ones may be forgotten.
+    async fn revoked_tokens(&self, now: i64) -> Result<Vec<pb::RevokedToken>>;
 }

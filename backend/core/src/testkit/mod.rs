@@ -79,6 +79,7 @@ macro_rules! store_conformance {
                 history_pages_both_ways,
                 unread_counts_follow_read_pointers,
                 conversation_list_has_world_first_and_last_message,
+                revocations_last_until_the_token_expires,
             ]
         );
     };

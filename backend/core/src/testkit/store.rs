@@ -632,3 +632,20 @@ pub async fn conversation_list_has_world_first_and_last_message(store: Arc<dyn S
     let list = store.conversations(a.user_id).await.unwrap();
     assert_eq!(world_members(&list), before + 1);
 }
+
+pub async fn revocations_last_until_the_token_expires(store: Arc<dyn Store>) {
+    let now = crate::ids::now_ms() / 1000;
+    let (live, dead) = (unique("jti-live"), unique("jti-dead"));
+    store.revoke_token(&live, now + 3600).await.unwrap();
+    store.revoke_token(&live, now + 3600).await.unwrap();
+    store.revoke_token(&dead, now - 1).await.unwrap();
+    let revoked = store.revoked_tokens(now).await.unwrap();
+    let ids: Vec<&str> = revoked.iter().map(|r| r.token_id.as_str()).collect();
+    assert_eq!(ids.iter().filter(|t| **t == live).count(), 1, "{ids:?}");
+    assert!(
+        !ids.contains(&dead.as_str()),
+        "an expired revocation is still listed"
+    );
+    let r = revoked.iter().find(|r| r.token_id == live).unwrap();
+    assert_eq!(r.expires_at, now + 3600);
+}

@@ -33,6 +33,7 @@ fn main() -> anyhow::Result<()> {
         let store = Arc::new(GrpcStore::connect_lazy(&config.logic.repo_url)?);
         let ports = ports_from_config(&config, Some(store)).await?;
         let logic = Arc::new(LogicService::new(&config, ports)?);
+        logic.load_revocations().await?;
         let (stop, signal) = Shutdown::new();
         let consumers = consumer::spawn_upstream_consumers(
             &logic,
