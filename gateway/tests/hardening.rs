@@ -515,3 +515,130 @@ fn a_revoked_token_stays_revoked_across_a_restart() {
         Err(tungstenite::Error::Http(r)) if r.status() == 401
     ));
 }
+
+#[test]
+fn out_of_range_numbers_are_clear_answers() {
+    let sys = System::start();
+    let u = sys.user("num");
+    let mut ws = u.ws();
+    ws.send("world", "one", "n-1");
+    ws.ack("n-1");
+    let get = |q: &str| {
+        u.http()
+            .get(&format!("/api/conversations/world/messages?{q}"))
+    };
+    let r = get("afterSeq=9223372036854775807");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"], serde_json::json!([]));
+    for q in [
+        "page=9223372036854775807",
+        "page=4611686018427387904&size=200",
+    ] {
+        let r = get(q);
+        assert_eq!(r.status, 200, "{q}: {}", r.text);
+        assert_eq!(r.body["data"], serde_json::json!([]));
+        assert_eq!(r.body["pagination"]["hasMore"], false, "{q}");
+    }
+    for q in [
+        "page=x",
+        "size=0",
+        "afterSeq=-1",
+        "page=99999999999999999999",
+    ] {
+        let r = get(q);
+        assert_eq!(r.status, 400, "{q}: {}", r.text);
+    }
+}
+
+#[test]
+fn member_lists_and_avatars_are_capped() {
+    let sys = System::start();
+    let u = sys.user("caps");
+    let many: Vec<i64> = (1..=100_000).collect();
+    let r = u.http().post(
+        "/api/groups",
+        &serde_json::json!({ "groupName": "huge", "members": many }),
+    );
+    assert_eq!(r.status, 400, "{}", &r.text[..r.text.len().min(200)]);
+    assert!(r.body["message"].as_str().unwrap().contains("at most"));
+    for avatar in [
+        "javascript:alert(1)".to_string(),
+        "data:image/png;base64,AAAA".to_string(),
+        format!("https://x.example/{}", "a".repeat(600)),
+    ] {
+        let r = u.http().post(
+            "/api/groups",
+            &serde_json::json!({ "groupName": "g", "members": [], "avatar": avatar }),
+        );
+        assert_eq!(r.status, 400, "{avatar:.40}: {}", r.text);
+    }
+    let r = u.http().post(
+        "/api/groups",
+        &serde_json::json!({ "groupName": "g", "members": [], "avatar": "https://img.example/a.png" }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+#[test]
+fn a_damaged_database_is_refused_at_start_with_its_report() {
+    let mut sys = System::start();
+    let u = sys.user("dmg");
+    let mut ws = u.ws();
+    for i in 0..200 {
+        let t = format!("d-{i}-{}", "x".repeat(200));
+        ws.send("world", &t, &format!("d-{i}"));
+    }
+    ws.ack("d-199");
+    drop(ws);
+    let db = sys.db.clone();
+    sys.shutdown();
+    drop(sys);
+    // overwrite a page in the middle of the file
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        let len = f.metadata().unwrap().len();
+        assert!(len > 8 * 4096, "the database is only {len} bytes");
+        f.seek(SeekFrom::Start((len / 4096 / 2) * 4096)).unwrap();
+        f.write_all(&[0xA5; 4096]).unwrap();
+    }
+    let config = config_for(&db, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(im_gateway::embedded::Embedded::start(&config))
+        .err()
+        .expect("a damaged database is refused");
+    assert!(err.to_string().contains("integrity check"), "{err}");
+}
+
+#[test]
+fn a_second_server_on_the_same_data_exits_with_a_clear_error() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(ringchat_core::testkit::unique("twice"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut first = start_binary(&dir, &[]);
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_ringchat"))
+        .env("RINGCHAT_GATEWAY__LISTEN", "127.0.0.1:0")
+        .env("RINGCHAT_GATEWAY__ADMIN_LISTEN", "127.0.0.1:0")
+        .env(
+            "RINGCHAT_STORE__URL",
+            format!("sqlite://{}/ringchat.db", dir.display()),
+        )
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("one process per data directory"),
+        "{stderr}"
+    );
+    // and the first one still serves
+    let r = Http {
+        addr: first.http,
+        token: None,
+    }
+    .get("/api/openapi.json");
+    assert_eq!(r.status, 200);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+}

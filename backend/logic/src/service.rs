@@ -61,6 +61,40 @@ fn validate_username(raw: &str) -> Result<String> {
     Ok(name)
 }
 
+/// Most members a group may have, and most added by one request (one store statement
+/// binds them all, and SQLite binds at most 32766 values).
+const MAX_GROUP_MEMBERS: usize = 10_000;
+const MAX_MEMBERS_PER_REQUEST: usize = 1_000;
+/// Longest avatar URL.
+const MAX_AVATAR_LEN: usize = 512;
+
+fn check_member_list(ids: &[i64]) -> Result<()> {
+    if ids.len() > MAX_MEMBERS_PER_REQUEST {
+        return Err(Error::invalid(format!(
+            "at most {MAX_MEMBERS_PER_REQUEST} members per request ({} given)",
+            ids.len()
+        )));
+    }
+    Ok(())
+}
+
+/// An avatar is empty or an http(s) URL of bounded length (no `javascript:` or `data:`).
+fn check_avatar(avatar: &str) -> Result<()> {
+    if avatar.is_empty() {
+        return Ok(());
+    }
+    let lower = avatar.to_ascii_lowercase();
+    if avatar.len() > MAX_AVATAR_LEN
+        || !(lower.starts_with("https://") || lower.starts_with("http://"))
+        || avatar.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::invalid(format!(
+            "avatar must be an http(s) URL of at most {MAX_AVATAR_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
 fn validate_password(pw: &str) -> Result<()> {
     if !(6..=50).contains(&char_len(pw)) {
         return Err(Error::invalid("password must be 6-50 characters"));
@@ -772,9 +806,8 @@ impl LogicApi for LogicService {
         if !(1..=50).contains(&char_len(name)) {
             return Err(Error::invalid("groupName must be 1-50 characters"));
         }
-        if req.member_ids.len() > 10_000 {
-            return Err(Error::invalid("too many members in one request"));
-        }
+        check_member_list(&req.member_ids)?;
+        check_avatar(&req.avatar)?;
         let group = self
             .ports
             .store
@@ -813,6 +846,12 @@ impl LogicApi for LogicService {
         }
         if req.user_ids.is_empty() {
             return Err(Error::invalid("no members to add"));
+        }
+        check_member_list(&req.user_ids)?;
+        if group.members.len() + req.user_ids.len() > MAX_GROUP_MEMBERS {
+            return Err(Error::invalid(format!(
+                "a group has at most {MAX_GROUP_MEMBERS} members"
+            )));
         }
         self.ports
             .store

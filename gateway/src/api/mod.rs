@@ -222,6 +222,16 @@ impl Routes for Api {
         };
         result.unwrap_or_else(|e| {
             core.metrics.error(e.code);
+            if e.code.http_status() >= 500 {
+                // every server-side failure is logged with its cause
+                tracing::error!(
+                    code = %e.code,
+                    error = %e.message,
+                    method = %req.method,
+                    path = %req.path,
+                    "request failed"
+                );
+            }
             Response::error(&e)
         })
     }
