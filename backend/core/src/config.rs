@@ -419,6 +419,10 @@ impl Config {
             .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
         let mut keys: Vec<_> = env.keys().filter(|k| k.starts_with("RINGCHAT_")).collect();
         keys.sort();
+        // an override takes the type of the setting it overrides (`RINGCHAT_NODE__ID=7` is
+        // the string "7", as `id = "7"` in the file would be)
+        let defaults = toml::Value::try_from(Config::default())
+            .map_err(|e| ConfigError::Parse(format!("defaults: {e}")))?;
         for key in keys {
             let path: Vec<String> = key["RINGCHAT_".len()..]
                 .split("__")
@@ -428,7 +432,10 @@ impl Config {
                 // RINGCHAT_CONFIG and the like are not overrides
                 continue;
             }
-            set_path(&mut root, &path, env_value(&env[key]))?;
+            let kind = path
+                .iter()
+                .try_fold(&defaults, |v, seg| v.get(seg.as_str()));
+            set_path(&mut root, &path, env_value(&env[key], kind))?;
         }
         let config: Config = toml::Value::Table(root)
             .try_into()
@@ -556,7 +563,21 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
     })
 }
 
-fn env_value(raw: &str) -> toml::Value {
+/// An environment override as a TOML value: of the type the overridden setting has by
+/// default (`like`), or guessed from the text when the key is unknown (the config then
+/// refuses the unknown key anyway).
+fn env_value(raw: &str, like: Option<&toml::Value>) -> toml::Value {
+    match like {
+        Some(toml::Value::String(_) | toml::Value::Array(_)) => {
+            return toml::Value::String(raw.to_string())
+        }
+        Some(toml::Value::Float(_)) => {
+            if let Ok(f) = raw.parse::<f64>() {
+                return toml::Value::Float(f);
+            }
+        }
+        _ => {}
+    }
     if let Ok(i) = raw.parse::<i64>() {
         return toml::Value::Integer(i);
     }
