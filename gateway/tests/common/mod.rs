@@ -107,37 +107,27 @@ impl System {
         let db = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(unique("faults"))
             .join("ringchat.db");
-        let config = config_for(&db, extra);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (embedded, faults) = rt.block_on(async {
-            let mut ports = ringchat_core::Ports::embedded(&config).await.unwrap();
-            let (store, faults) = ringchat_core::testkit::faulty::FaultyStore::new(ports.store);
+        let mut faults = None;
+        let sys = Self::launch(db, extra, |mut ports| {
+            let (store, f) = ringchat_core::testkit::faulty::FaultyStore::new(ports.store);
             ports.store = store;
-            (
-                Embedded::start_with(&config, ports)
-                    .await
-                    .expect("system starts"),
-                faults,
-            )
+            faults = Some(f);
+            ports
         });
-        let (http, admin) = (embedded.gateway.addr, embedded.gateway.admin_addr);
-        let sys = System {
-            rt,
-            embedded: Some(embedded),
-            http,
-            admin,
-            db,
-            config,
-        };
-        (sys, faults)
+        (sys, faults.expect("the store was wrapped"))
     }
 
     /// Starts on an existing (or new) database file: restarts keep their data.
     pub fn start_on(db: PathBuf, extra: &[(&str, &str)]) -> System {
+        Self::launch(db, extra, |ports| ports)
+    }
+
+    /// The embedded system on `db`, with its ports passed through `wrap` first.
+    fn launch(
+        db: PathBuf,
+        extra: &[(&str, &str)],
+        wrap: impl FnOnce(ringchat_core::Ports) -> ringchat_core::Ports,
+    ) -> System {
         let config = config_for(&db, extra);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -145,7 +135,11 @@ impl System {
             .build()
             .unwrap();
         let embedded = rt
-            .block_on(Embedded::start(&config))
+            .block_on(async {
+                let config = ringchat_core::bootstrap::with_embedded_secret(&config)?;
+                let ports = wrap(ringchat_core::Ports::embedded(&config).await?);
+                Embedded::start_with(&config, ports).await
+            })
             .expect("system starts");
         let (http, admin) = (embedded.gateway.addr, embedded.gateway.admin_addr);
         System {
