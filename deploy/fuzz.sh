@@ -98,7 +98,9 @@ for t in $targets; do
             grep -E -A8 "ERROR: (libFuzzer|AddressSanitizer)" "$log" | head -30 || tail -30 "$log"
         fi
         line="$t: ${execs:-?} executions, CRASH (exit $rc):"
-        for a in $found; do line+=" $a"; done
+        n=$(printf '%s\n' $found | grep -c . || true)
+        for a in $(printf '%s\n' $found | head -3); do line+=" $a"; done
+        [[ $n -le 3 ]] || line+=" (and $((n - 3)) more in $artifacts)"
         [[ -n $found ]] || line+=" no artifact written, see $log"
     else
         line="$t: ${execs:-?} executions in ${secs}s, no crash (corpus: $(ls "$corpus" | wc -l) inputs)"

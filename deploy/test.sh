@@ -2,9 +2,9 @@
 # ringchat's whole test suite: the one command the README names and CI runs.
 #
 # It checks for what the tests need and installs or starts what is missing, and fails
-# (never skips) when something cannot be had: a Rust toolchain, then for the live checks
-# Python 3 (schemathesis from PyPI), Node.js and npm (playwright-core) and Debian's
-# chromium. The distributed profile's engine checks (MariaDB, Redis, etcd, a Kafka broker)
+# (never skips) when something cannot be had: a Rust toolchain (cargo-fuzz is installed
+# with cargo when missing), then for the live checks Python 3 (schemathesis from PyPI),
+# Node.js and npm (playwright-core) and Debian's chromium. The distributed profile's engine checks (MariaDB, Redis, etcd, a Kafka broker)
 # join here with their adapters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,11 +33,12 @@ say "live checks: schemathesis and the web page against a running ringchat"
 cargo build -p im-gateway --bin ringchat --locked
 deploy/live-checks.sh "${CARGO_TARGET_DIR:-target}/debug/ringchat"
 
-# cargo's own counts, plus the three live checks (schemathesis, the browser, the stop);
-# any failure has already ended this script with a non-zero status
+say "fuzzing: a short run of every target (longer runs: deploy/fuzz.sh 600)"
+deploy/fuzz.sh "${RINGCHAT_FUZZ_SECONDS:-20}"
+fuzz_targets=$(ls gateway/fuzz/fuzz_targets/*.rs | wc -l)
+
+# cargo's own counts, plus the three live checks (schemathesis, the browser, the stop)
+# and the fuzz targets; any failure has already ended this script with a non-zero status
 read -r passed failed <<<"$unit"
-printf '
-all checks passed: %s cargo tests and 3 live checks
-' "$passed"
-printf '%s passed, %s failed
-' "$((passed + 3))" "$failed"
+printf '\nall checks passed: %s cargo tests, 3 live checks, %s fuzz targets\n' "$passed" "$fuzz_targets"
+printf '%s passed, %s failed\n' "$((passed + 3 + fuzz_targets))" "$failed"

@@ -199,3 +199,8 @@ write("config", "env-only", "\0NODE__ID=gw-2\nRINGCHAT_AUTH__JWT_SECRET=01234567
 write("config", "minimal", '[node]\nid = "a"\n')
 write("config", "bad-value", "\0BUS__PARTITIONS=0\n")
 write("config", "crosses-value", 'node = "x"\n\0NODE__ID=y\n')
+# one setting both ways: 0x01, a byte picking the setting (in the order of the defaults'
+# JSON), the value; none of these is a number or a boolean for a string setting
+write("config", "one-setting-text", b"\x01\x00gw-2.example")
+write("config", "one-setting-list", b"\x01\x30http://localhost:5173, https://chat.example")
+write("config", "one-setting-number", b"\x01\x41" + b"250")

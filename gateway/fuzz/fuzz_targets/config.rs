@@ -1,24 +1,33 @@
 //! Configuration: a TOML file overlaid with `RINGCHAT_*` environment overrides
 //! (`Config::from_toml_and_env`, then `validate`).
 //!
-//! Input: the TOML text, a NUL byte, then `KEY=VALUE` lines. Keys outside the `RINGCHAT_`
-//! namespace get the prefix, so every line is an override (`corpus/config/seed-*`).
+//! Input, in one of two forms (`corpus/config/seed-*` has both):
+//! - a file and overrides: the TOML text, a NUL byte, then `KEY=VALUE` lines. Keys outside
+//!   the `RINGCHAT_` namespace get the prefix, so every line is an override;
+//! - one setting, both ways: byte 0x01, a byte that picks a setting, then its value as an
+//!   operator would write it. The setting is loaded once from a file (`[section] key = ...`,
+//!   the value as that setting's TOML type) and once from `RINGCHAT_SECTION__KEY=value`.
 //!
 //! Properties besides "no panic":
 //! - a loaded config validates;
 //! - it serializes and loads back to the same config;
 //! - overriding any scalar setting through the environment with the value it already has
 //!   (as an operator would write it: a string as is, a number in decimal, a list
-//!   comma-separated) loads and changes nothing.
+//!   comma-separated) loads and changes nothing;
+//! - a setting given in the file or in the environment loads the same (or fails both ways).
 #![no_main]
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use ringchat_core::Config;
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
+    if let [1, pick, value @ ..] = data {
+        return one_setting_both_ways(*pick, value);
+    }
     let (toml_part, env_part) = match data.iter().position(|&b| b == 0) {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &[][..]),
@@ -113,5 +122,93 @@ fn overrides(config: &Value) -> Vec<(String, String)> {
             ));
         }
     }
+    out
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Text,
+    Integer,
+    Boolean,
+    List,
+}
+
+/// Every scalar and list setting: (section, key, kind), from the defaults.
+fn settings() -> &'static [(String, String, Kind)] {
+    static SETTINGS: OnceLock<Vec<(String, String, Kind)>> = OnceLock::new();
+    SETTINGS.get_or_init(|| {
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let mut out = Vec::new();
+        for (section, fields) in defaults.as_object().unwrap() {
+            for (key, v) in fields.as_object().unwrap() {
+                let kind = match v {
+                    Value::String(_) => Kind::Text,
+                    Value::Number(_) => Kind::Integer,
+                    Value::Bool(_) => Kind::Boolean,
+                    Value::Array(_) => Kind::List,
+                    _ => continue,
+                };
+                out.push((section.clone(), key.clone(), kind));
+            }
+        }
+        out
+    })
+}
+
+fn one_setting_both_ways(pick: u8, value: &[u8]) {
+    let all = settings();
+    let (section, key, kind) = &all[pick as usize % all.len()];
+    let value = String::from_utf8_lossy(value);
+    let literal = match kind {
+        Kind::Text => toml_string(&value),
+        Kind::Integer => match value.parse::<i64>() {
+            Ok(n) => n.to_string(),
+            Err(_) => return, // a file cannot say it either
+        },
+        Kind::Boolean if value == "true" || value == "false" => value.to_string(),
+        Kind::Boolean => return,
+        Kind::List => {
+            let items: Vec<String> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(toml_string)
+                .collect();
+            format!("[{}]", items.join(", "))
+        }
+    };
+    let file = format!("[{section}]\n{key} = {literal}\n");
+    let from_file = Config::from_toml_and_env(&file, &HashMap::new());
+    let name = format!(
+        "RINGCHAT_{}__{}",
+        section.to_ascii_uppercase(),
+        key.to_ascii_uppercase()
+    );
+    let env = HashMap::from([(name.clone(), value.to_string())]);
+    let from_env = Config::from_toml_and_env("", &env);
+    match (&from_file, &from_env) {
+        (Ok(a), Ok(b)) => assert_eq!(
+            serde_json::to_value(a).unwrap(),
+            serde_json::to_value(b).unwrap(),
+            "{name}={value:?} loads otherwise than {file:?}"
+        ),
+        (Err(_), Err(_)) => {}
+        (Ok(_), Err(e)) => panic!("{file:?} loads, {name}={value:?} is refused: {e}"),
+        (Err(e), Ok(_)) => panic!("{name}={value:?} loads, {file:?} is refused: {e}"),
+    }
+}
+
+/// A TOML basic string holding `s`.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
     out
 }

@@ -9,6 +9,7 @@
 //!   is `Partial` (a head read in pieces is never refused half-way);
 //! - `Partial` only while the buffer is within `max_head`;
 //! - `body_length` never exceeds `max_body`, and agrees with the `Content-Length` items;
+//!   the body it frames reads as JSON (an empty one as `{}`) without panicking;
 //! - `percent_decode` decodes exactly `%XX` (two hex digits) and `+`;
 //! - every response built from the request is a well-formed HTTP response whose headers are
 //!   exactly the ones put in (no header injection through echoed request values).
@@ -53,6 +54,17 @@ fn check(buf: &[u8], max_head: usize) {
                 }
             }
             check_request(&req);
+            // the body that follows, as a handler reads it
+            if let Ok(len) = body_length(&req, 1024 * 1024) {
+                if let Some(body) = buf.get(n..n + len) {
+                    let mut req = req;
+                    req.body = body.to_vec();
+                    let json = req.json::<serde_json::Value>();
+                    if body.iter().all(u8::is_ascii_whitespace) {
+                        assert_eq!(json.ok(), Some(serde_json::json!({})));
+                    }
+                }
+            }
         }
         Parsed::Partial => assert!(
             buf.len() <= max_head,
