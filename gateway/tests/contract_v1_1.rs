@@ -175,18 +175,7 @@ fn close_reply_then_eof(s: &mut std::net::TcpStream) -> Vec<u8> {
         }
         all.extend_from_slice(&buf[..n]);
     }
-    let start = all.windows(4).position(|w| w == b"\r\n\r\n").expect("101") + 4;
-    let mut i = start;
-    while i + 2 <= all.len() {
-        let op = all[i] & 0x0f;
-        let len = (all[i + 1] & 0x7f) as usize;
-        assert!(len < 126, "short frames only here");
-        if op == 0x8 {
-            return all[i + 2..i + 2 + len].to_vec();
-        }
-        i += 2 + len;
-    }
-    panic!("TCP closed without a close frame: {:?}", &all[start..]);
+    close_payload_in(&all).unwrap_or_else(|| panic!("TCP closed without a close frame: {all:?}"))
 }
 
 fn close_payload(code: u16, reason: &str) -> Vec<u8> {

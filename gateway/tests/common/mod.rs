@@ -516,6 +516,32 @@ pub fn raw_ws(sys: &System, token: &str) -> TcpStream {
     s
 }
 
+/// The payload of the first complete close frame the server sent in `all` (an HTTP
+/// response head, then unmasked server frames), if it is there yet.
+pub fn close_payload_in(all: &[u8]) -> Option<Vec<u8>> {
+    let mut i = all.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    while i + 2 <= all.len() {
+        let op = all[i] & 0x0f;
+        let mut len = (all[i + 1] & 0x7f) as usize;
+        let mut hdr = 2;
+        if len == 126 {
+            if i + 4 > all.len() {
+                return None;
+            }
+            len = u16::from_be_bytes([all[i + 2], all[i + 3]]) as usize;
+            hdr = 4;
+        }
+        if i + hdr + len > all.len() {
+            return None;
+        }
+        if op == 0x8 {
+            return Some(all[i + hdr..i + hdr + len].to_vec());
+        }
+        i += hdr + len;
+    }
+    None
+}
+
 /// Reads raw frames until a close frame; returns its code.
 pub fn close_code_of(s: &mut TcpStream) -> u16 {
     let mut s = NoEintr(s.try_clone().unwrap());
@@ -527,29 +553,8 @@ pub fn close_code_of(s: &mut TcpStream) -> u16 {
             .expect("the server closes with a close frame");
         assert!(n > 0, "closed without a close frame");
         all.extend_from_slice(&buf[..n]);
-        // skip the HTTP response head, then walk frames
-        let Some(start) = all.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let mut i = start + 4;
-        while i + 2 <= all.len() {
-            let op = all[i] & 0x0f;
-            let mut len = (all[i + 1] & 0x7f) as usize;
-            let mut hdr = 2;
-            if len == 126 {
-                if i + 4 > all.len() {
-                    break;
-                }
-                len = u16::from_be_bytes([all[i + 2], all[i + 3]]) as usize;
-                hdr = 4;
-            }
-            if i + hdr + len > all.len() {
-                break;
-            }
-            if op == 0x8 {
-                return u16::from_be_bytes([all[i + hdr], all[i + hdr + 1]]);
-            }
-            i += hdr + len;
+        if let Some(p) = close_payload_in(&all) {
+            return u16::from_be_bytes([p[0], p[1]]);
         }
     }
 }
