@@ -593,7 +593,19 @@ fn a_damaged_database_is_refused_at_start_with_its_report() {
     let db = sys.db.clone();
     sys.shutdown();
     drop(sys);
-    // overwrite a page in the middle of the file
+    // move everything from the WAL into the main file (the pool may not have checkpointed
+    // at close), then overwrite a page in the middle of it
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    });
     {
         use std::io::{Seek, SeekFrom};
         let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
