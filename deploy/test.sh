@@ -4,8 +4,10 @@
 # It checks for what the tests need and installs or starts what is missing, and fails
 # (never skips) when something cannot be had: a Rust toolchain (cargo-fuzz is installed
 # with cargo when missing), then for the live checks Python 3 (schemathesis from PyPI),
-# Node.js and npm (playwright-core) and Debian's chromium. The distributed profile's engine checks (MariaDB, Redis, etcd, a Kafka broker)
-# join here with their adapters.
+# Node.js and npm (playwright-core) and Debian's chromium, and the distributed profile's
+# engines (MariaDB, Redis, etcd and a Kafka-protocol broker, tansu: deploy/engines.sh
+# installs and starts what is missing), which its adapters' conformance suites and the
+# multi-process tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,11 +19,17 @@ command -v cargo >/dev/null || die "cargo not found: install Rust from https://r
 cargo --version
 rustc --version
 
+say "engines for the distributed profile"
+deploy/engines.sh up
+
 say "formatting"
 cargo fmt --all -- --check || die "code is not formatted: run 'cargo fmt --all'"
 
 say "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "deployment files (compose, Kubernetes, Dockerfile), validated offline"
+deploy/check-deploy.sh
 
 say "tests"
 log=$(mktemp)
@@ -37,8 +45,9 @@ say "fuzzing: a short run of every target (longer runs: deploy/fuzz.sh 600)"
 deploy/fuzz.sh "${RINGCHAT_FUZZ_SECONDS:-20}"
 fuzz_targets=$(ls gateway/fuzz/fuzz_targets/*.rs | wc -l)
 
-# cargo's own counts, plus the three live checks (schemathesis, the browser, the stop)
-# and the fuzz targets; any failure has already ended this script with a non-zero status
+# cargo's own counts, plus the deployment-files check, the three live checks
+# (schemathesis, the browser, the stop) and the fuzz targets; any failure has already
+# ended this script with a non-zero status
 read -r passed failed <<<"$unit"
-printf '\nall checks passed: %s cargo tests, 3 live checks, %s fuzz targets\n' "$passed" "$fuzz_targets"
-printf '%s passed, %s failed\n' "$((passed + 3 + fuzz_targets))" "$failed"
+printf '\nall checks passed: %s cargo tests, 1 deployment check, 3 live checks, %s fuzz targets\n' "$passed" "$fuzz_targets"
+printf '%s passed, %s failed\n' "$((passed + 4 + fuzz_targets))" "$failed"

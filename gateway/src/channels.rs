@@ -21,6 +21,8 @@ pub enum CoreMsg {
     ToConn { conn_id: u64, frame: Bytes },
     /// A token was revoked (logout): close its connections of `user_id` with 4001.
     Revoke { user_id: i64, token_tag: u64 },
+    /// Report this core's connections to the presence cache now.
+    RefreshPresence,
     /// Stop accepting connections and new sends (the first step of a graceful shutdown).
     Drain,
     /// Graceful shutdown: flush every queue, then close with 1001.

@@ -227,6 +227,7 @@ impl Core {
                     c.close(frame::code::AUTH_FAILED, "logged out", true);
                 }
             }
+            CoreMsg::RefreshPresence => self.refresh_presence(),
             CoreMsg::Drain => {
                 self.draining.set(true);
                 if let Some(c) = self.accept_cancel.borrow_mut().take() {
@@ -287,6 +288,13 @@ impl Core {
         let every = Duration::from_secs(self.config.presence_refresh_secs);
         loop {
             monoio::time::sleep(every).await;
+            self.refresh_presence();
+        }
+    }
+
+    /// Reports every connection of this core to the presence cache (through im-logic).
+    pub fn refresh_presence(&self) {
+        {
             let entries: Vec<pb::HeartbeatEntry> = self
                 .conns
                 .borrow()
@@ -297,7 +305,7 @@ impl Core {
                 })
                 .collect();
             if entries.is_empty() {
-                continue;
+                return;
             }
             let gateway_id = self.gateway_id.clone();
             self.bridge

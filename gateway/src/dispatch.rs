@@ -17,6 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pb::downstream_batch::Body;
 use prost::Message as _;
+use ringchat_core::consume::{consume, Handled};
 use ringchat_core::ports::Bus;
 use ringchat_core::shutdown::ShutdownSignal;
 use ringchat_core::ErrorCode;
@@ -46,7 +47,7 @@ pub async fn run_upstream_publisher(
                 metrics.upstream_published.fetch_add(1, Relaxed);
             }
             Err(e) => {
-                metrics.pending_sends.fetch_sub(1, Relaxed);
+                metrics.send_answered();
                 metrics.upstream_failed.fetch_add(1, Relaxed);
                 tracing::warn!(error = %e, conn_id = up.conn_id, "upstream publish failed");
                 let f = ServerEvent::Error {
@@ -73,48 +74,84 @@ pub async fn run_downstream_consumer(
     gateway_id: String,
     tx: mpsc::Sender<DispatchMsg>,
     metrics: Arc<GatewayMetrics>,
-    mut shutdown: ShutdownSignal,
+    shutdown: ShutdownSignal,
 ) {
     let topic = pb::topics::downstream(&gateway_id);
-    let mut sub = match bus
-        .subscribe(&topic, &format!("gateway-{gateway_id}"))
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, topic, "cannot subscribe to the downstream topic");
-            return;
-        }
-    };
-    loop {
-        let records = tokio::select! {
-            r = sub.next_batch(512) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the downstream topic failed, retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.wait() => break,
-        };
-        for r in &records {
-            match pb::DownstreamBatch::decode(r.payload.clone()) {
-                Ok(b) => {
+    let r = consume(
+        bus.as_ref(),
+        &topic,
+        &format!("gateway-{gateway_id}"),
+        512,
+        shutdown,
+        |batch: Vec<pb::DownstreamBatch>| {
+            let (tx, metrics) = (&tx, &metrics);
+            async move {
+                for b in batch {
                     metrics.downstream_events.fetch_add(1, Relaxed);
                     if tx.send(DispatchMsg::Event(b)).await.is_err() {
-                        return;
+                        return Handled::Stop;
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(offset = r.offset, error = %e, "undecodable downstream record skipped")
-                }
+                Handled::Commit
             }
-        }
-        if let Err(e) = sub.commit(&records).await {
-            tracing::debug!(error = %e, "downstream commit failed");
+        },
+    )
+    .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, topic, "cannot consume the downstream topic");
+    }
+}
+
+/// Events seen lately, to drop the copies a redelivery brings: the bus delivers at least
+/// once, and im-logic routes a message again when a crash cut its first routing short
+/// (it cannot tell), so the same `(message, recipients)` or ack can arrive twice. Bounded:
+/// the oldest keys leave first.
+pub struct Redeliveries {
+    seen: std::collections::HashSet<u64>,
+    order: std::collections::VecDeque<u64>,
+    capacity: usize,
+}
+
+impl Redeliveries {
+    pub fn new(capacity: usize) -> Self {
+        Redeliveries {
+            seen: Default::default(),
+            order: Default::default(),
+            capacity,
         }
     }
+
+    /// Whether this event is new (and remembers it); `true` for events that carry no
+    /// message (presence, errors, revocations are idempotent or never redelivered).
+    pub fn first_time(&mut self, body: &Body) -> bool {
+        let Some(key) = redelivery_key(body) else {
+            return true;
+        };
+        if !self.seen.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// A message's delivery to a set of recipients. Acks are not filtered: a client that
+/// resends a message (same `tempMessageId`) is owed a second ack, and a redelivered ack is
+/// harmless (the client already has it).
+fn redelivery_key(body: &Body) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let Body::NewMessage(n) = body else {
+        return None;
+    };
+    let m = n.message.as_ref()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (m.message_id, n.broadcast, &n.recipient_user_ids).hash(&mut h);
+    Some(h.finish())
 }
 
 /// Routes events to cores. Owns the directory; nothing else reads or writes it.
@@ -123,6 +160,7 @@ pub async fn run_dispatcher(
     cores: Vec<mpsc::Sender<CoreMsg>>,
     metrics: Arc<GatewayMetrics>,
 ) {
+    let mut redeliveries = Redeliveries::new(1 << 16);
     let mut directory: HashMap<i64, u64> = HashMap::new();
     let mut per_core: Vec<Vec<i64>> = vec![Vec::new(); cores.len()];
     while let Some(msg) = rx.recv().await {
@@ -140,6 +178,10 @@ pub async fn run_dispatcher(
             }
             DispatchMsg::Event(batch) => {
                 let Some(body) = batch.body else { continue };
+                if !redeliveries.first_time(&body) {
+                    metrics.redeliveries_dropped.fetch_add(1, Relaxed);
+                    continue;
+                }
                 let routed = route(body, &metrics);
                 match routed {
                     Routed::Users {
@@ -192,6 +234,11 @@ pub async fn run_dispatcher(
                             }
                         }
                     }
+                    Routed::Resync => {
+                        for c in &cores {
+                            let _ = c.send(CoreMsg::RefreshPresence).await;
+                        }
+                    }
                     Routed::Nothing => {}
                 }
             }
@@ -217,6 +264,7 @@ enum Routed {
         user_id: i64,
         token_tag: u64,
     },
+    Resync,
     Nothing,
 }
 
@@ -246,14 +294,14 @@ fn route(body: Body, metrics: &GatewayMetrics) -> Routed {
             }
         }
         Body::Ack(a) => {
-            metrics.pending_sends.fetch_sub(1, Relaxed);
+            metrics.send_answered();
             Routed::Conn {
                 conn_id: a.conn_id,
                 frame: ServerEvent::ack(&a).encode(),
             }
         }
         Body::Error(e) => {
-            metrics.pending_sends.fetch_sub(1, Relaxed);
+            metrics.send_answered();
             let code = ErrorCode::parse(&e.code).unwrap_or(ErrorCode::Internal);
             Routed::Conn {
                 conn_id: e.conn_id,
@@ -286,5 +334,47 @@ fn route(body: Body, metrics: &GatewayMetrics) -> Routed {
             user_id: r.user_id,
             token_tag: token_tag(&r.token_id),
         },
+        Body::Resync(_) => Routed::Resync,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_message(id: i64, users: Vec<i64>) -> Body {
+        Body::NewMessage(pb::NewMessage {
+            message: Some(pb::ChatMessage {
+                message_id: id,
+                ..Default::default()
+            }),
+            recipient_user_ids: users,
+            broadcast: false,
+            exclude_conn_id: 0,
+        })
+    }
+
+    #[test]
+    fn a_redelivered_event_is_dropped_and_a_new_page_is_not() {
+        let mut r = Redeliveries::new(4);
+        assert!(r.first_time(&new_message(1, vec![1, 2])));
+        assert!(!r.first_time(&new_message(1, vec![1, 2])));
+        // the same message to other recipients (the next page of a fan-out) is new
+        assert!(r.first_time(&new_message(1, vec![3, 4])));
+        // acks always pass: a client's resend is owed its ack again
+        let ack = Body::Ack(pb::SendAck {
+            message_id: 1,
+            conn_id: 9,
+            ..Default::default()
+        });
+        assert!(r.first_time(&ack) && r.first_time(&ack));
+        // bounded: the oldest key is forgotten
+        for i in 10..14 {
+            assert!(r.first_time(&new_message(i, vec![1])));
+        }
+        assert!(r.first_time(&new_message(1, vec![1, 2])));
+        // events without a message always pass
+        let p = Body::Presence(pb::PresenceChange::default());
+        assert!(r.first_time(&p) && r.first_time(&p));
     }
 }

@@ -25,7 +25,7 @@ impl Embedded {
     /// first start).
     pub async fn start(config: &Config) -> anyhow::Result<Embedded> {
         let config = ringchat_core::bootstrap::with_embedded_secret(config)?;
-        let ports = Ports::embedded(&config).await?;
+        let ports = ringchat_wiring::embedded(&config).await?;
         Self::start_with(&config, ports).await
     }
 

@@ -43,9 +43,19 @@ pub struct GatewayMetrics {
     pub upstream_published: AtomicU64,
     pub upstream_failed: AtomicU64,
     pub downstream_events: AtomicU64,
+    /// Events dropped as copies of ones already delivered (bus redelivery).
+    pub redeliveries_dropped: AtomicU64,
 }
 
 impl GatewayMetrics {
+    /// A send was acknowledged or refused. Never below zero: an ack the bus delivers twice
+    /// (after a crash of im-logic) must not hide a send still in flight.
+    pub fn send_answered(&self) {
+        let _ = self
+            .pending_sends
+            .fetch_update(Relaxed, Relaxed, |v| Some((v - 1).max(0)));
+    }
+
     pub fn new(cores: usize, driver: &str, gateway_id: &str) -> Self {
         GatewayMetrics {
             cores: (0..cores)
@@ -57,6 +67,7 @@ impl GatewayMetrics {
             upstream_published: AtomicU64::new(0),
             upstream_failed: AtomicU64::new(0),
             downstream_events: AtomicU64::new(0),
+            redeliveries_dropped: AtomicU64::new(0),
         }
     }
 
@@ -179,6 +190,11 @@ impl GatewayMetrics {
                 "ringchat_gateway_downstream_events_total",
                 "events read from this gateway's downstream topic",
                 self.downstream_events.load(Relaxed),
+            ),
+            (
+                "ringchat_gateway_redeliveries_dropped_total",
+                "downstream events dropped as copies of ones already delivered",
+                self.redeliveries_dropped.load(Relaxed),
             ),
         ] {
             let kind = if name.ends_with("_total") {

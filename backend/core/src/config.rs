@@ -68,8 +68,12 @@ pub struct Config {
 pub struct NodeConfig {
     /// This instance's id: the gateway id in topic names, the instance id in discovery.
     pub id: String,
-    /// 0..=1023, distinguishes message-id generators of different store writers.
+    /// 0..=1023, distinguishes message-id generators of different store writers: every
+    /// im-repo of a deployment needs its own.
     pub worker_id: u16,
+    /// The host other services reach this instance's gRPC port at, as registered in
+    /// discovery (the port is the one actually bound).
+    pub advertise_host: String,
 }
 
 impl Default for NodeConfig {
@@ -77,6 +81,7 @@ impl Default for NodeConfig {
         NodeConfig {
             id: "gw-1".into(),
             worker_id: 1,
+            advertise_host: "127.0.0.1".into(),
         }
     }
 }
@@ -126,6 +131,8 @@ impl Default for AuthConfig {
 pub struct StoreConfig {
     /// `sqlite://path/to/file.db` (embedded) or `mysql://user:pass@host/db` (distributed).
     pub url: String,
+    /// A read replica (MySQL only) that history and list queries use; empty = the primary.
+    pub read_url: String,
     pub max_connections: u32,
 }
 
@@ -133,6 +140,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             url: "sqlite://data/ringchat.db".into(),
+            read_url: String::new(),
             max_connections: 8,
         }
     }
@@ -143,6 +151,8 @@ impl Default for StoreConfig {
 pub struct CacheConfig {
     /// `memory://` (embedded) or `redis://host:port` (distributed).
     pub url: String,
+    /// Prefix of every key ringchat writes (several deployments can share one Redis).
+    pub key_prefix: String,
     /// Session cache entries (token -> user) live this long.
     pub session_ttl_secs: u64,
     /// A connection's presence entry expires unless refreshed within this time.
@@ -153,6 +163,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             url: "memory://".into(),
+            key_prefix: "ringchat:".into(),
             session_ttl_secs: 30 * 60,
             presence_ttl_secs: 5 * 60,
         }
@@ -162,10 +173,15 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BusConfig {
-    /// `memory://` (embedded) or `kafka://host:port` (distributed).
+    /// `memory://` (embedded) or `kafka://host:port[,host:port...]` (distributed).
     pub url: String,
-    /// Partitions per topic of the in-process bus.
+    /// Partitions per topic (of the in-process bus; of topics ringchat creates in Kafka).
     pub partitions: u32,
+    /// Replication factor of topics ringchat creates in Kafka.
+    pub replication: u32,
+    /// Put before every topic and consumer-group name (several deployments, or test runs,
+    /// can share one Kafka cluster): `prod.` gives `prod.im-upstream-topic`.
+    pub topic_prefix: String,
     /// Records a partition holds before publishers wait (in-process bus).
     pub partition_capacity: usize,
 }
@@ -175,6 +191,8 @@ impl Default for BusConfig {
         BusConfig {
             url: "memory://".into(),
             partitions: 8,
+            replication: 1,
+            topic_prefix: String::new(),
             partition_capacity: 16 * 1024,
         }
     }
@@ -183,8 +201,12 @@ impl Default for BusConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiscoveryConfig {
-    /// `static://` (embedded) or `etcd://host:port` (distributed).
+    /// `static://` (embedded) or `etcd://host:port[,host:port...]` (distributed). With
+    /// etcd, services find im-logic and im-repo through it (balanced over the live
+    /// instances) and `logic_url` / `repo_url` are not used.
     pub url: String,
+    /// Key prefix in etcd.
+    pub prefix: String,
     /// Static entries: service name -> addresses.
     pub services: HashMap<String, Vec<String>>,
     /// Registration lease.
@@ -195,6 +217,7 @@ impl Default for DiscoveryConfig {
     fn default() -> Self {
         DiscoveryConfig {
             url: "static://".into(),
+            prefix: "/ringchat".into(),
             services: HashMap::new(),
             ttl_secs: 10,
         }
@@ -293,6 +316,8 @@ pub struct GatewayConfig {
     pub listen: String,
     /// Health, readiness and Prometheus metrics.
     pub admin_listen: String,
+    /// Where the distributed `im-gateway` reaches im-logic with static discovery.
+    pub logic_url: String,
     /// Monoio worker threads ("cores"); 0 = one per CPU.
     pub workers: usize,
     /// Pin worker `i` to CPU `i % cpus`.
@@ -351,6 +376,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             listen: "0.0.0.0:8080".into(),
             admin_listen: "127.0.0.1:8081".into(),
+            logic_url: "http://127.0.0.1:9001".into(),
             workers: 0,
             pin_workers: false,
             driver: "auto".into(),
@@ -491,6 +517,7 @@ impl Config {
             "must be > 0",
         )?;
         check(self.bus.partitions > 0, "bus.partitions", "must be > 0")?;
+        check(self.bus.replication > 0, "bus.replication", "must be > 0")?;
         check(
             self.bus.partition_capacity > 0,
             "bus.partition_capacity",

@@ -271,16 +271,18 @@ impl From<tonic::Status> for Error {
 }
 
 /// Database errors a retry can cure: SQLite's BUSY (5), LOCKED (6), IOERR (10) and FULL
-/// (13) (primary codes, the low byte of the extended code sqlx reports), MySQL/MariaDB's
-/// lock wait timeout (1205) and deadlock (1213).
+/// (13) (primary codes, the low byte of the extended code sqlx reports). Other databases
+/// report a SQLSTATE: serialization failures and deadlocks (class 40) are transient. The
+/// MySQL adapter classifies its own errors by number (1205, 1213) before they get here.
 fn is_transient_db_error(e: &(dyn sqlx::error::DatabaseError + 'static)) -> bool {
-    let Some(code) = e.code().and_then(|c| c.parse::<i64>().ok()) else {
+    let Some(code) = e.code() else {
         return false;
     };
     if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-        matches!(code & 0xff, 5 | 6 | 10 | 13)
+        code.parse::<i64>()
+            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13))
     } else {
-        matches!(code, 1205 | 1213)
+        code.starts_with("40")
     }
 }
 

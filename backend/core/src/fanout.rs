@@ -12,7 +12,8 @@ use prost::Message as _;
 use ringchat_proto as pb;
 
 use crate::error::Result;
-use crate::ports::{Bus, Cache};
+use crate::model::GATEWAY_SERVICE;
+use crate::ports::{Bus, Cache, Discovery};
 
 /// Where a set of users is: online ones grouped by gateway, and the offline ones.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -42,6 +43,34 @@ pub async fn locate(cache: &dyn Cache, users: &[i64]) -> Result<Located> {
         }
     }
     Ok(out)
+}
+
+/// As [`locate`]; when the cache is unreachable (degraded mode, see
+/// [`crate::degraded`]), every user is placed on every live gateway: each gateway delivers
+/// to the recipients it holds and drops the others, so messages still arrive. Nobody is
+/// reported offline then.
+pub async fn locate_or_everywhere(
+    cache: &dyn Cache,
+    discovery: &dyn Discovery,
+    users: &[i64],
+) -> Result<Located> {
+    match locate(cache, users).await {
+        Err(e) if e.is_retryable() => {
+            let gateways = discovery.instances(GATEWAY_SERVICE).await?;
+            tracing::debug!(
+                gateways = gateways.len(),
+                "presence unknown: routing to every gateway"
+            );
+            Ok(Located {
+                by_gateway: gateways
+                    .into_iter()
+                    .map(|g| (g.id, users.to_vec()))
+                    .collect(),
+                offline: Vec::new(),
+            })
+        }
+        other => other,
+    }
 }
 
 /// Publishes one event to one gateway's downstream topic, keyed by conversation so that

@@ -6,6 +6,8 @@
 pub mod adapters;
 pub mod bootstrap;
 pub mod config;
+pub mod consume;
+pub mod degraded;
 pub mod error;
 pub mod fanout;
 pub mod ids;
@@ -13,11 +15,10 @@ pub mod limits;
 pub mod model;
 pub mod ports;
 pub mod shutdown;
-pub mod wiring;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 pub use config::Config;
 pub use error::{Error, ErrorCode, Result};
-pub use wiring::Ports;
+pub use ports::Ports;

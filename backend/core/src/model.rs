@@ -9,6 +9,10 @@ use crate::error::{Error, Result};
 pub const WORLD_ID: &str = "world";
 /// The service name gateways register under in discovery.
 pub const GATEWAY_SERVICE: &str = "im-gateway";
+/// Service names in discovery.
+pub const LOGIC_SERVICE: &str = "im-logic";
+pub const REPO_SERVICE: &str = "im-repo";
+pub const TASK_SERVICE: &str = "im-task";
 /// Consumer groups of the bus topics.
 pub const LOGIC_GROUP: &str = "im-logic";
 pub const TASK_GROUP: &str = "im-task";

@@ -25,6 +25,14 @@ impl GrpcLogic {
         })
     }
 
+    /// A client over a given channel (for instance one balanced over the instances that
+    /// discovery lists).
+    pub fn from_channel(channel: Channel) -> Self {
+        GrpcLogic {
+            client: LogicClient::new(channel),
+        }
+    }
+
     fn c(&self) -> LogicClient<Channel> {
         self.client.clone()
     }

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message as _;
+use ringchat_core::consume::{consume, Handled};
 use ringchat_core::model::LOGIC_GROUP;
 use ringchat_core::shutdown::ShutdownSignal;
 use ringchat_core::{Error, Result};
@@ -28,44 +28,28 @@ pub async fn run_upstream_consumer(
     logic: Arc<LogicService>,
     batch_max: usize,
     budget: Duration,
-    mut shutdown: ShutdownSignal,
+    shutdown: ShutdownSignal,
 ) -> Result<()> {
-    let mut sub = logic
-        .ports()
-        .bus
-        .subscribe(pb::topics::UPSTREAM, LOGIC_GROUP)
-        .await?;
-    loop {
-        let records = tokio::select! {
-            r = sub.next_batch(batch_max) => match r {
-                Ok(records) => records,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the upstream topic failed, retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
+    let bus = logic.ports().bus.clone();
+    consume(
+        bus.as_ref(),
+        pb::topics::UPSTREAM,
+        LOGIC_GROUP,
+        batch_max,
+        shutdown.clone(),
+        |batch: Vec<pb::UpstreamMessage>| {
+            let (logic, mut shutdown) = (&logic, shutdown.clone());
+            async move {
+                if process_with_retries(logic, &batch, budget, &mut shutdown).await {
+                    Handled::Commit
+                } else {
+                    // shutting down mid-retry: leave the batch uncommitted for redelivery
+                    Handled::Stop
                 }
-            },
-            _ = shutdown.wait() => break,
-        };
-        let batch: Vec<pb::UpstreamMessage> = records
-            .iter()
-            .filter_map(|r| match pb::UpstreamMessage::decode(r.payload.clone()) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    tracing::warn!(partition = r.partition, offset = r.offset, error = %e, "undecodable upstream record skipped");
-                    None
-                }
-            })
-            .collect();
-        if !process_with_retries(&logic, &batch, budget, &mut shutdown).await {
-            // shutting down mid-retry: leave the batch uncommitted for redelivery
-            return Ok(());
-        }
-        if let Err(e) = sub.commit(&records).await {
-            tracing::warn!(error = %e, "upstream commit failed; records may be processed again");
-        }
-    }
-    Ok(())
+            }
+        },
+    )
+    .await
 }
 
 /// Processes `batch` until every send in it is answered; false if shutdown came first.

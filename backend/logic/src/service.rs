@@ -12,7 +12,7 @@ use rand::Rng;
 use ringchat_core::fanout::{self, send_downstream};
 use ringchat_core::ids::now_ms;
 use ringchat_core::limits::{KeyedLimiter, Rate};
-use ringchat_core::model::{self, MAX_TEMP_ID_LEN, WORLD_ID};
+use ringchat_core::model::{self, GATEWAY_SERVICE, MAX_TEMP_ID_LEN, WORLD_ID};
 use ringchat_core::ports::Endpoint;
 use ringchat_core::{Config, Error, ErrorCode, Ports, Result};
 use ringchat_proto as pb;
@@ -316,7 +316,12 @@ impl LogicService {
                 .member_ids(&meta.conversation_id, 0, self.large_group_threshold + 1)
                 .await?
         };
-        let located = fanout::locate(self.ports.cache.as_ref(), &members).await?;
+        let located = fanout::locate_or_everywhere(
+            self.ports.cache.as_ref(),
+            self.ports.discovery.as_ref(),
+            &members,
+        )
+        .await?;
         fanout::deliver(self.ports.bus.as_ref(), &located, message, origin).await?;
         let offline: Vec<i64> = located
             .offline
@@ -361,7 +366,12 @@ impl LogicService {
             if ids.is_empty() {
                 continue;
             }
-            let located = fanout::locate(self.ports.cache.as_ref(), &ids).await?;
+            let located = fanout::locate_or_everywhere(
+                self.ports.cache.as_ref(),
+                self.ports.discovery.as_ref(),
+                &ids,
+            )
+            .await?;
             for (gw, users) in located.by_gateway {
                 send_downstream(
                     self.ports.bus.as_ref(),
@@ -444,12 +454,47 @@ impl LogicService {
                 }),
             )
             .await?;
-            if !outcome.duplicate {
-                self.route(&message, &meta, Some((&up.gateway_id, up.conn_id)))
-                    .await?;
-            }
+            // a duplicate is routed again: it may be the redelivery of a batch whose
+            // routing a crash cut short; gateways drop what they already delivered
+            // (dispatch.rs), so recipients see each message once
+            self.route(&message, &meta, Some((&up.gateway_id, up.conn_id)))
+                .await?;
         }
         Ok(())
+    }
+
+    /// Runs until `shutdown`: whenever the cache recovers from a degraded mode, asks every
+    /// gateway to report its connections again (a restarted Redis forgot them all).
+    pub async fn run_presence_resync(&self, mut shutdown: ringchat_core::shutdown::ShutdownSignal) {
+        loop {
+            tokio::select! {
+                _ = self.ports.cache_health.recovered() => {}
+                _ = shutdown.wait() => return,
+            }
+            let gateways = match self.ports.discovery.instances(GATEWAY_SERVICE).await {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::warn!(error = %e, "presence resync: cannot list the gateways");
+                    continue;
+                }
+            };
+            tracing::info!(
+                gateways = gateways.len(),
+                "cache recovered: asking the gateways to report their connections"
+            );
+            for gw in gateways {
+                if let Err(e) = send_downstream(
+                    self.ports.bus.as_ref(),
+                    &gw.id,
+                    "presence",
+                    Body::Resync(pb::PresenceResync {}),
+                )
+                .await
+                {
+                    tracing::warn!(error = %e, gateway = %gw.id, "presence resync not sent");
+                }
+            }
+        }
     }
 
     /// Answers a client send with an `error` frame naming its `tempMessageId`.
@@ -589,7 +634,12 @@ impl LogicApi for LogicService {
             )
             .await?;
         self.ports.cache.delete(&session_key(&claims.jti)).await?;
-        let located = fanout::locate(self.ports.cache.as_ref(), &[user_id]).await?;
+        let located = fanout::locate_or_everywhere(
+            self.ports.cache.as_ref(),
+            self.ports.discovery.as_ref(),
+            &[user_id],
+        )
+        .await?;
         for gw in located.by_gateway.keys() {
             send_downstream(
                 self.ports.bus.as_ref(),
@@ -663,7 +713,7 @@ impl LogicApi for LogicService {
 
     async fn online_status(&self, req: pb::CallerRequest) -> Result<pb::OnlineStatusList> {
         let peers = self.ports.store.peer_ids(req.caller_id).await?;
-        let presence = self.ports.cache.presence(&peers).await?;
+        let presence = presence_or_unknown(self.ports.cache.as_ref(), &peers).await?;
         Ok(pb::OnlineStatusList {
             statuses: peers
                 .into_iter()
@@ -757,11 +807,10 @@ impl LogicApi for LogicService {
             let code = ErrorCode::parse(&outcome.error_code).unwrap_or(ErrorCode::Internal);
             return Err(Error::new(code, outcome.error_message));
         };
-        if !outcome.duplicate {
-            // durable already: a routing failure is logged, not reported as a failed send
-            if let Err(e) = self.route(&message, &meta, None).await {
-                tracing::warn!(error = %e, message_id = message.message_id, "routing failed after append");
-            }
+        // durable already: a routing failure is logged, not reported as a failed send; a
+        // duplicate is routed again (gateways drop what they already delivered)
+        if let Err(e) = self.route(&message, &meta, None).await {
+            tracing::warn!(error = %e, message_id = message.message_id, "routing failed after append");
         }
         Ok(message)
     }
@@ -785,7 +834,7 @@ impl LogicApi for LogicService {
     async fn list_friends(&self, req: pb::CallerRequest) -> Result<pb::FriendList> {
         let friends = self.ports.store.friends(req.caller_id).await?;
         let ids: Vec<i64> = friends.iter().map(|f| f.user_id).collect();
-        let presence = self.ports.cache.presence(&ids).await?;
+        let presence = presence_or_unknown(self.ports.cache.as_ref(), &ids).await?;
         Ok(pb::FriendList {
             friends: friends
                 .into_iter()
@@ -937,5 +986,17 @@ impl LogicApi for LogicService {
             .cache
             .presence_refresh(&req.gateway_id, &entries, self.presence_ttl)
             .await
+    }
+}
+
+/// Presence for display (online dots): in degraded mode (cache unreachable) everybody
+/// shows offline rather than the request failing.
+async fn presence_or_unknown(
+    cache: &dyn ringchat_core::ports::Cache,
+    users: &[i64],
+) -> Result<std::collections::HashMap<i64, Vec<ringchat_core::ports::Endpoint>>> {
+    match cache.presence(users).await {
+        Err(e) if e.is_retryable() => Ok(Default::default()),
+        other => other,
     }
 }

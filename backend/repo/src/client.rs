@@ -25,6 +25,14 @@ impl GrpcStore {
         })
     }
 
+    /// A client over a given channel (for instance one balanced over the instances that
+    /// discovery lists).
+    pub fn from_channel(channel: Channel) -> Self {
+        GrpcStore {
+            client: RepoClient::new(channel).max_decoding_message_size(16 * 1024 * 1024),
+        }
+    }
+
     fn c(&self) -> RepoClient<Channel> {
         self.client.clone()
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pb::downstream_batch::Body;
-use prost::Message as _;
+use ringchat_core::consume::{consume, Handled};
 use ringchat_core::fanout::{self, send_downstream};
 use ringchat_core::model::{GATEWAY_SERVICE, TASK_GROUP};
 use ringchat_core::ports::OfflinePush;
@@ -101,7 +101,12 @@ impl TaskService {
                 break;
             };
             after = last;
-            let located = fanout::locate(self.ports.cache.as_ref(), &page).await?;
+            let located = fanout::locate_or_everywhere(
+                self.ports.cache.as_ref(),
+                self.ports.discovery.as_ref(),
+                &page,
+            )
+            .await?;
             let n = fanout::deliver(self.ports.bus.as_ref(), &located, &message, origin).await?;
             self.stats.deliveries.fetch_add(n as u64, Ordering::Relaxed);
             let offline: Vec<i64> = located
@@ -145,54 +150,40 @@ impl TaskService {
 
 /// Runs one member of the `im-task` consumer group until shutdown. A task that fails with
 /// a retryable error (bus or store down) is retried before its offset is committed.
-pub async fn run(task: Arc<TaskService>, mut shutdown: ShutdownSignal) -> Result<()> {
-    let mut sub = task
-        .ports
-        .bus
-        .subscribe(pb::topics::TASK, TASK_GROUP)
-        .await?;
-    loop {
-        let records = tokio::select! {
-            r = sub.next_batch(64) => match r {
-                Ok(records) => records,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the task topic failed, retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.wait() => break,
-        };
-        for record in &records {
-            let msg = match pb::TaskMessage::decode(record.payload.clone()) {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(offset = record.offset, error = %e, "undecodable task skipped");
-                    continue;
-                }
-            };
-            let mut backoff = Duration::from_millis(50);
-            loop {
-                match task.handle(msg.clone()).await {
-                    Ok(()) => break,
-                    Err(e) if e.is_retryable() => {
-                        tracing::warn!(error = %e, "task failed, retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = shutdown.wait() => return Ok(()),
+pub async fn run(task: Arc<TaskService>, shutdown: ShutdownSignal) -> Result<()> {
+    let bus = task.ports.bus.clone();
+    consume(
+        bus.as_ref(),
+        pb::topics::TASK,
+        TASK_GROUP,
+        64,
+        shutdown.clone(),
+        |batch: Vec<pb::TaskMessage>| {
+            let (task, mut shutdown) = (&task, shutdown.clone());
+            async move {
+                for msg in batch {
+                    let mut backoff = Duration::from_millis(50);
+                    loop {
+                        match task.handle(msg.clone()).await {
+                            Ok(()) => break,
+                            Err(e) if e.is_retryable() => {
+                                tracing::warn!(error = %e, "task failed, retrying");
+                                tokio::select! {
+                                    _ = tokio::time::sleep(backoff) => {}
+                                    _ = shutdown.wait() => return Handled::Stop,
+                                }
+                                backoff = (backoff * 2).min(Duration::from_secs(5));
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "task failed, skipped");
+                                break;
+                            }
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "task failed, skipped");
-                        break;
                     }
                 }
+                Handled::Commit
             }
-        }
-        if let Err(e) = sub.commit(&records).await {
-            tracing::warn!(error = %e, "task commit failed; tasks may run again");
-        }
-    }
-    Ok(())
+        },
+    )
+    .await
 }

@@ -137,7 +137,7 @@ impl System {
         let embedded = rt
             .block_on(async {
                 let config = ringchat_core::bootstrap::with_embedded_secret(&config)?;
-                let ports = wrap(ringchat_core::Ports::embedded(&config).await?);
+                let ports = wrap(ringchat_wiring::embedded(&config).await?);
                 Embedded::start_with(&config, ports).await
             })
             .expect("system starts");

@@ -21,3 +21,18 @@ pub use cache::{Cache, Endpoint};
 pub use discovery::{Discovery, Instance};
 pub use notifier::{Notifier, OfflinePush};
 pub use store::Store;
+
+use std::sync::Arc;
+
+/// Every external system a ringchat service talks to, behind its port. Built from config
+/// by `ringchat-wiring`, the one place that picks an adapter per URL scheme.
+#[derive(Clone)]
+pub struct Ports {
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<dyn Cache>,
+    pub discovery: Arc<dyn Discovery>,
+    pub notifier: Arc<dyn Notifier>,
+    /// Whether the cache answers (degraded mode, see [`crate::degraded`]).
+    pub cache_health: Arc<crate::degraded::CacheHealth>,
+}

@@ -108,3 +108,63 @@ pub async fn a_waiting_subscriber_wakes_on_publish(bus: Arc<dyn Bus>) {
     let got = reader.await.unwrap();
     assert_eq!(got[0].payload, Bytes::from_static(b"hello"));
 }
+
+/// Reads a batch from each subscription in turn (waiting briefly on each) and commits it;
+/// `seen` records which subscription read each payload first.
+async fn read_round(subs: &mut [&mut dyn Subscription], seen: &mut HashMap<Bytes, usize>) {
+    for (i, sub) in subs.iter_mut().enumerate() {
+        // next_batch is cancel-safe: a timed-out wait loses no record
+        if let Ok(batch) =
+            tokio::time::timeout(Duration::from_millis(20), sub.next_batch(100)).await
+        {
+            let batch = batch.expect("next_batch");
+            sub.commit(&batch).await.expect("commit");
+            for r in batch {
+                seen.entry(r.payload).or_insert(i);
+            }
+        }
+    }
+}
+
+/// Not in `bus_conformance!` yet (testkit/mod.rs); the Kafka adapter's tests call it, and
+/// the in-process bus passes it too.
+pub async fn a_dropped_member_hands_its_partitions_over(bus: Arc<dyn Bus>) {
+    let topic = unique("conf-handover");
+    let group = unique("g");
+    let mut a = bus.subscribe(&topic, &group).await.unwrap();
+    let mut b = bus.subscribe(&topic, &group).await.unwrap();
+    // publish over many keys until both members read some: the group split the partitions
+    // (a real broker needs a rebalance for that)
+    let mut seen = HashMap::new();
+    let end = tokio::time::Instant::now() + WAIT;
+    let mut i = 0;
+    while !(seen.values().any(|m| *m == 0) && seen.values().any(|m| *m == 1)) {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the group never gave both members partitions"
+        );
+        for _ in 0..10 {
+            bus.publish(&topic, format!("k{i}").as_bytes(), payload("before", i))
+                .await
+                .unwrap();
+            i += 1;
+        }
+        read_round(&mut [a.as_mut(), b.as_mut()], &mut seen).await;
+    }
+    drop(b);
+    // every key, so every partition: `a` alone now reads them all
+    let mut seen = HashMap::new();
+    for i in 0..40 {
+        bus.publish(&topic, format!("k{i}").as_bytes(), payload("after", i))
+            .await
+            .unwrap();
+    }
+    let end = tokio::time::Instant::now() + WAIT;
+    while (0..40).any(|i| !seen.contains_key(&payload("after", i))) {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "records of the dropped member's partitions did not reach the one left"
+        );
+        read_round(&mut [a.as_mut()], &mut seen).await;
+    }
+}

@@ -82,6 +82,60 @@ pub async fn presence_tracks_every_endpoint(cache: Arc<dyn Cache>) {
     assert!(!p.contains_key(&u));
     assert!(p.contains_key(&v));
     assert!(cache.presence(&[]).await.unwrap().is_empty());
+
+    counts_stay_exact_under_concurrency(&cache).await;
+    many_users_are_looked_up_at_once(&cache).await;
+}
+
+/// Endpoints of one user added and removed from many tasks at once: every add sees a
+/// different count (no two read-modify-writes interleave) and the last count is exact.
+async fn counts_stay_exact_under_concurrency(cache: &Arc<dyn Cache>) {
+    const N: u64 = 32;
+    let u = user();
+    let gw = unique("gw");
+    let adds = (0..N).map(|conn| {
+        let (c, gw) = (cache.clone(), gw.clone());
+        tokio::spawn(async move { c.presence_add(u, &ep(&gw, conn), LONG).await.unwrap() })
+    });
+    let mut counts = Vec::new();
+    for a in adds.collect::<Vec<_>>() {
+        counts.push(a.await.unwrap());
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=N as usize).collect::<Vec<_>>());
+    assert_eq!(cache.presence(&[u]).await.unwrap()[&u].len(), N as usize);
+
+    let removes = (0..N).map(|conn| {
+        let (c, gw) = (cache.clone(), gw.clone());
+        tokio::spawn(async move { c.presence_remove(u, &ep(&gw, conn)).await.unwrap() })
+    });
+    let mut left = Vec::new();
+    for r in removes.collect::<Vec<_>>() {
+        left.push(r.await.unwrap());
+    }
+    left.sort_unstable();
+    assert_eq!(left, (0..N as usize).collect::<Vec<_>>());
+    assert!(cache.presence(&[u]).await.unwrap().is_empty());
+}
+
+/// A fan-out looks up a large group's members in one call, and a gateway refreshes all
+/// its connections in one call.
+async fn many_users_are_looked_up_at_once(cache: &Arc<dyn Cache>) {
+    let gw = unique("gw");
+    let users: Vec<i64> = (0..600).map(|_| user()).collect();
+    let online: Vec<(i64, u64)> = users
+        .iter()
+        .step_by(2)
+        .enumerate()
+        .map(|(i, u)| (*u, i as u64))
+        .collect();
+    cache.presence_refresh(&gw, &online, LONG).await.unwrap();
+    let p = cache.presence(&users).await.unwrap();
+    assert_eq!(p.len(), online.len());
+    for (u, conn) in &online {
+        assert_eq!(p[u], vec![ep(&gw, *conn)]);
+    }
+    cache.presence_refresh(&gw, &[], LONG).await.unwrap();
 }
 
 pub async fn presence_expires_unless_refreshed(cache: Arc<dyn Cache>) {

@@ -58,6 +58,7 @@ macro_rules! bus_conformance {
                 every_group_reads_every_record,
                 uncommitted_records_are_read_again,
                 a_waiting_subscriber_wakes_on_publish,
+                a_dropped_member_hands_its_partitions_over,
             ]
         );
     };

@@ -62,6 +62,23 @@ pub async fn users_are_unique_by_name(store: Arc<dyn Store>) {
     assert_eq!(creds.password_hash, "hash");
     assert_eq!(store.user(u.user_id).await.unwrap(), u);
     assert_eq!(store.user_by_name(&u.username).await.unwrap(), u);
+    // names are found without ASCII case, as they are unique without it
+    assert_eq!(
+        store
+            .user_by_name(&u.username.to_uppercase())
+            .await
+            .unwrap(),
+        u
+    );
+    // and keep every character
+    let zoe = store
+        .create_user(pb::CreateUserRequest {
+            username: unique("zoë"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.user_by_name(&zoe.username).await.unwrap(), zoe);
     let v = new_user(store.as_ref(), "v").await;
     let both = store.users(&[v.user_id, u.user_id, -5]).await.unwrap();
     assert_eq!(both.len(), 2);
@@ -349,6 +366,26 @@ pub async fn seq_is_strictly_increasing_and_idempotent(store: Arc<dyn Store>) {
     assert_eq!(seqs, vec![1, 2, 3, 4]);
     let ids: HashSet<i64> = page.messages.iter().map(|m| m.message_id).collect();
     assert_eq!(ids.len(), 4);
+    // a key is an exact string: another case is another key; content keeps 4-byte
+    // characters and may be longer than 64 KiB (the default content limit)
+    let big = "\u{1f44b}".repeat(20_000);
+    let fifth = append_one(store.as_ref(), text(id, &a, &big, &temp1.to_uppercase())).await;
+    assert!(!fifth.duplicate);
+    let page = store
+        .messages(pb::HistoryRequest {
+            conversation_id: id.into(),
+            after_seq: Some(4),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0].seq_id, 5);
+    assert!(
+        page.messages[0].content == big,
+        "content changed on the way"
+    );
+    assert_eq!(page.messages[0].temp_message_id, temp1.to_uppercase());
 }
 
 pub async fn concurrent_appends_leave_no_gap(store: Arc<dyn Store>) {

@@ -6,15 +6,17 @@ use anyhow::Context;
 use im_logic::{consumer, LogicService};
 use im_repo::GrpcStore;
 use ringchat_core::bootstrap::{self, About};
+use ringchat_core::model::{LOGIC_SERVICE, REPO_SERVICE};
 use ringchat_core::shutdown::Shutdown;
-use ringchat_core::wiring::ports_from_config;
 
 const ABOUT: About = About {
     name: "im-logic",
     summary: "ringchat's logic service: auth, conversations, groups, message routing (gRPC)",
     details:
-        "Listens on [logic] listen (default 127.0.0.1:9001), reaches im-repo at [logic] repo_url,\n\
-              consumes im-upstream-topic as group im-logic from [bus] url.",
+        "Listens on [logic] listen (default 127.0.0.1:9001) and consumes im-upstream-topic as group\n\
+         im-logic from [bus] url (memory:// or kafka://). Reaches im-repo through discovery\n\
+         ([discovery] url = etcd://..., balanced over the live instances) or at [logic] repo_url\n\
+         (static discovery). Needs [auth] jwt_secret, the same in every im-logic.",
 };
 
 fn main() -> anyhow::Result<()> {
@@ -30,8 +32,15 @@ fn main() -> anyhow::Result<()> {
     }
     let rt = bootstrap::build_runtime(&config, "im-logic")?;
     rt.block_on(async move {
-        let store = Arc::new(GrpcStore::connect_lazy(&config.logic.repo_url)?);
-        let ports = ports_from_config(&config, Some(store)).await?;
+        let discovery = ringchat_wiring::discovery(&config).await?;
+        let repo = ringchat_wiring::service_channel(
+            &config,
+            discovery.clone(),
+            REPO_SERVICE,
+            &config.logic.repo_url,
+        )?;
+        let store = Arc::new(GrpcStore::from_channel(repo));
+        let ports = ringchat_wiring::ports_with(&config, store, discovery.clone()).await?;
         let logic = Arc::new(LogicService::new(&config, ports)?);
         logic.load_revocations().await?;
         let (stop, signal) = Shutdown::new();
@@ -42,16 +51,25 @@ fn main() -> anyhow::Result<()> {
             config.logic.retry_budget(),
             &signal,
         );
+        let resync = {
+            let (logic, signal) = (logic.clone(), signal.clone());
+            tokio::spawn(async move { logic.run_presence_resync(signal).await })
+        };
         let listener = tokio::net::TcpListener::bind(&config.logic.listen)
             .await
             .with_context(|| format!("binding {}", config.logic.listen))?;
-        tracing::info!(addr = %listener.local_addr()?, repo = %config.logic.repo_url, "im-logic serving");
+        let me = ringchat_wiring::advertised(&config, LOGIC_SERVICE, listener.local_addr()?);
+        discovery.register(&me).await?;
+        tracing::info!(addr = %listener.local_addr()?, advertised = %me.addr, "im-logic serving");
         let server = im_logic::serve(logic, listener, bootstrap::shutdown_signal());
-        server.await?;
+        let served = server.await;
+        let _ = discovery.deregister(&me).await;
         stop.trigger();
         for c in consumers {
             let _ = c.await;
         }
+        let _ = resync.await;
+        served?;
         tracing::info!("im-logic stopped");
         Ok(())
     })

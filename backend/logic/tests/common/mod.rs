@@ -108,6 +108,7 @@ pub async fn start_with(extra: &[(&str, &str)]) -> Backend {
         cache: Arc::new(MemoryCache::new()),
         discovery: Arc::new(StaticDiscovery::default()),
         notifier: notifier.clone(),
+        cache_health: Default::default(),
     };
     let logic = Arc::new(LogicService::new(&config, ports.clone()).unwrap());
     consumer::spawn_upstream_consumers(&logic, 2, 64, Duration::from_secs(5), &signal);

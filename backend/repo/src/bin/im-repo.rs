@@ -2,12 +2,15 @@
 
 use anyhow::Context;
 use ringchat_core::bootstrap::{self, About};
-use ringchat_core::wiring::store_from_config;
+use ringchat_core::model::REPO_SERVICE;
 
 const ABOUT: About = About {
     name: "im-repo",
     summary: "ringchat's persistence service: users, conversations, groups, messages (gRPC)",
-    details: "Listens on [repo] listen (default 127.0.0.1:9002); stores in [store] url.",
+    details: "Listens on [repo] listen (default 127.0.0.1:9002); stores in [store] url (sqlite:// or\n\
+              mysql://, with an optional [store] read_url replica). With etcd discovery it registers as\n\
+              im-repo at http://[node] advertise_host:<port>. Every im-repo of a deployment needs its own\n\
+              [node] worker_id (message ids) and [node] id.",
 };
 
 fn main() -> anyhow::Result<()> {
@@ -16,14 +19,18 @@ fn main() -> anyhow::Result<()> {
     let config = bootstrap::load_config(path.as_deref())?;
     let rt = bootstrap::build_runtime(&config, "im-repo")?;
     rt.block_on(async move {
-        let store = store_from_config(&config)
+        let store = ringchat_wiring::store(&config)
             .await
             .context("opening the store")?;
+        let discovery = ringchat_wiring::discovery(&config).await?;
         let listener = tokio::net::TcpListener::bind(&config.repo.listen)
             .await
             .with_context(|| format!("binding {}", config.repo.listen))?;
-        tracing::info!(addr = %listener.local_addr()?, store = %config.store.url, "im-repo serving");
+        let me = ringchat_wiring::advertised(&config, REPO_SERVICE, listener.local_addr()?);
+        discovery.register(&me).await?;
+        tracing::info!(addr = %listener.local_addr()?, advertised = %me.addr, store = %config.store.url, "im-repo serving");
         im_repo::serve(store, listener, bootstrap::shutdown_signal()).await?;
+        discovery.deregister(&me).await?;
         tracing::info!("im-repo stopped");
         Ok(())
     })

@@ -1,0 +1,687 @@
+//! The distributed profile end to end: im-repo, im-logic, im-task and two im-gateways as
+//! separate processes on the real engines (MariaDB, Redis, etcd and a Kafka-protocol
+//! broker, as `deploy/engines.sh` starts them), driven by real HTTP and WebSocket clients.
+//!
+//! Each test runs its own cluster, isolated on the shared engines by names: its own MariaDB
+//! database, Redis key prefix, etcd prefix and Kafka topic prefix; the Redis test runs a
+//! private redis-server it can stop. The engines' addresses come from
+//! `RINGCHAT_TEST_MYSQL_URL`, `RINGCHAT_TEST_REDIS_URL`, `RINGCHAT_TEST_ETCD_URL` and
+//! `RINGCHAT_TEST_KAFKA_BROKERS` (defaults: the standard ports on 127.0.0.1). A missing
+//! engine fails the test: `deploy/engines.sh up` starts them.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Client, Http, Ws, WAIT};
+use ringchat_core::testkit::unique;
+use serde_json::json;
+
+fn engine(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+    rest.split(['/', '?', ',']).next().unwrap().to_string()
+}
+
+fn require(name: &str, addr: &str) {
+    if std::net::TcpStream::connect(addr).is_err() {
+        panic!(
+            "{name} is not reachable at {addr}: the distributed tests need the real engines \
+             (start them with `deploy/engines.sh up`, which deploy/test.sh runs)"
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A binary of the workspace: built beside this test's executable by `cargo test --workspace`.
+fn binary(name: &str) -> PathBuf {
+    if name == "im-gateway" {
+        return PathBuf::from(env!("CARGO_BIN_EXE_im-gateway"));
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (`cargo build -p {name}`; `cargo test --workspace` does)",
+        path.display()
+    );
+    path
+}
+
+/// The line each service logs once it serves.
+fn ready_line(bin: &str) -> &'static str {
+    match bin {
+        "im-gateway" => "gateway listening addr=",
+        "im-logic" => "im-logic serving",
+        "im-repo" => "im-repo serving",
+        "im-task" => "im-task running",
+        _ => unreachable!(),
+    }
+}
+
+struct Proc {
+    child: Child,
+    bin: &'static str,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+}
+
+/// One distributed ringchat: five processes on the shared engines.
+struct Cluster {
+    name: String,
+    env: Vec<(String, String)>,
+    dir: PathBuf,
+    procs: BTreeMap<String, Proc>,
+    gateways: BTreeMap<String, SocketAddr>,
+    database: String,
+    mysql: String,
+    private_redis: Option<Child>,
+}
+
+impl Cluster {
+    /// im-repo, im-logic, im-task, gw-1 and gw-2 of a new cluster; `own_redis` gives it a
+    /// private redis-server (which the test may stop and start).
+    fn start(own_redis: bool) -> Cluster {
+        let mysql = engine("RINGCHAT_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306");
+        let etcd = engine("RINGCHAT_TEST_ETCD_URL", "http://127.0.0.1:2379");
+        let kafka = engine("RINGCHAT_TEST_KAFKA_BROKERS", "127.0.0.1:9092");
+        let mut redis = engine("RINGCHAT_TEST_REDIS_URL", "redis://127.0.0.1:6379");
+        require("MariaDB", &host_port(&mysql));
+        require("etcd", &host_port(&etcd));
+        require("the Kafka broker", &host_port(&kafka));
+        let name = unique("d")[..12].replace('-', "");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cluster-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut private_redis = None;
+        if own_redis {
+            let port = free_port();
+            private_redis = Some(start_redis(port, &dir));
+            redis = format!("redis://127.0.0.1:{port}");
+        } else {
+            require("Redis", &host_port(&redis));
+        }
+        let database = format!("rc_{name}");
+        let env = vec![
+            (
+                "RINGCHAT_STORE__URL",
+                format!("{}/{database}", mysql.trim_end_matches('/')),
+            ),
+            ("RINGCHAT_CACHE__URL", redis),
+            ("RINGCHAT_CACHE__KEY_PREFIX", format!("{name}:")),
+            (
+                "RINGCHAT_BUS__URL",
+                format!("kafka://{}", host_port(&kafka)),
+            ),
+            ("RINGCHAT_BUS__TOPIC_PREFIX", format!("{name}.")),
+            ("RINGCHAT_BUS__PARTITIONS", "4".into()),
+            (
+                "RINGCHAT_DISCOVERY__URL",
+                format!("etcd://{}", host_port(&etcd)),
+            ),
+            ("RINGCHAT_DISCOVERY__PREFIX", format!("/{name}")),
+            ("RINGCHAT_DISCOVERY__TTL_SECS", "2".into()),
+            (
+                "RINGCHAT_AUTH__JWT_SECRET",
+                "distributed-test-secret-0123456789".into(),
+            ),
+            ("RINGCHAT_AUTH__ARGON2_MEMORY_KIB", "64".into()),
+            ("RINGCHAT_AUTH__ARGON2_ITERATIONS", "1".into()),
+            ("RINGCHAT_AUTH__LOGIN_ADDRESS_PER_MINUTE", "100000".into()),
+            ("RINGCHAT_AUTH__LOGIN_ADDRESS_BURST", "100000".into()),
+            ("RINGCHAT_GATEWAY__WORKERS", "2".into()),
+            ("RINGCHAT_GATEWAY__HTTP_REQUESTS_PER_SEC", "100000".into()),
+            ("RINGCHAT_GATEWAY__HTTP_REQUESTS_BURST", "100000".into()),
+            ("RINGCHAT_GATEWAY__ACCOUNTS_PER_MINUTE", "100000".into()),
+            ("RINGCHAT_GATEWAY__ACCOUNTS_BURST", "100000".into()),
+            ("RINGCHAT_GATEWAY__SHUTDOWN_GRACE_SECS", "2".into()),
+            ("RINGCHAT_LOGIC__RETRY_BUDGET_SECS", "60".into()),
+            ("RINGCHAT_RUNTIME__WORKER_THREADS", "2".into()),
+            ("RUST_LOG", "info".into()),
+            ("NO_COLOR", "1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let mut c = Cluster {
+            name,
+            env,
+            dir,
+            procs: BTreeMap::new(),
+            gateways: BTreeMap::new(),
+            database,
+            mysql,
+            private_redis,
+        };
+        c.spawn(
+            "im-repo",
+            "im-repo",
+            &[("RINGCHAT_REPO__LISTEN", "127.0.0.1:0")],
+        );
+        c.spawn(
+            "im-logic",
+            "im-logic",
+            &[("RINGCHAT_LOGIC__LISTEN", "127.0.0.1:0")],
+        );
+        c.spawn("im-task", "im-task", &[]);
+        c.spawn_gateway("gw-1");
+        c.spawn_gateway("gw-2");
+        for gw in ["gw-1", "gw-2"] {
+            c.wait_until_serving(gw);
+        }
+        c
+    }
+
+    fn spawn_gateway(&mut self, id: &str) {
+        self.spawn(
+            id,
+            "im-gateway",
+            &[
+                ("RINGCHAT_GATEWAY__LISTEN", "127.0.0.1:0"),
+                ("RINGCHAT_GATEWAY__ADMIN_LISTEN", "127.0.0.1:0"),
+            ],
+        );
+    }
+
+    /// Starts `bin` as `name` (also its node id) and waits for its ready line.
+    fn spawn(&mut self, name: &str, bin: &'static str, extra: &[(&str, &str)]) {
+        let mut env = self.env.clone();
+        env.push(("RINGCHAT_NODE__ID".into(), format!("{}-{name}", self.name)));
+        if bin == "im-gateway" {
+            // the gateway id is part of topic names; the cluster's prefix keeps it unique
+            env.last_mut().unwrap().1 = name.to_string();
+        }
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.launch(name, bin, env);
+    }
+
+    fn launch(&mut self, name: &str, bin: &'static str, env: Vec<(String, String)>) {
+        let log = self.dir.join(format!("{name}.log"));
+        let mut child = Command::new(binary(bin))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        let out = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = mpsc::channel();
+        let ready = ready_line(bin);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in out.lines().map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+                if let Some(rest) = line.split(ready).nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                    }
+                }
+            }
+        });
+        let got = rx.recv_timeout(Duration::from_secs(60));
+        let Ok(rest) = got else {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("{name} ({bin}) did not become ready; its log:\n{text}");
+        };
+        if bin == "im-gateway" {
+            self.gateways
+                .insert(name.to_string(), rest.parse().expect("gateway address"));
+        }
+        self.procs.insert(
+            name.to_string(),
+            Proc {
+                child,
+                bin,
+                env,
+                log,
+            },
+        );
+    }
+
+    /// Waits until a gateway answers API calls end to end (it has found im-logic).
+    fn wait_until_serving(&self, gw: &str) {
+        let addr = self.gateways[gw];
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r =
+                Http { addr, token: None }.post("/api/auth/guest", &json!({"guestName": "probe"}));
+            if r.status == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{gw} does not serve: last answer {} {:?}\n{}",
+                r.status,
+                r.body,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill9(&mut self, name: &str) -> Proc {
+        let mut p = self.procs.remove(name).expect("running");
+        p.child.kill().unwrap();
+        p.child.wait().unwrap();
+        self.gateways.remove(name);
+        p
+    }
+
+    fn restart(&mut self, name: &str, p: Proc) {
+        self.launch(name, p.bin, p.env);
+    }
+
+    fn user(&self, gw: &str, prefix: &str) -> Client {
+        let addr = self.gateways[gw];
+        let name = format!("{prefix}{}", &unique("")[1..8]);
+        let api = Http { addr, token: None };
+        let r = api.post(
+            "/api/auth/register",
+            &json!({ "username": name, "password": "secret12" }),
+        );
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let r = api.post(
+            "/api/auth/login",
+            &json!({ "username": name, "password": "secret12" }),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let data = &r.body["data"];
+        Client {
+            id: data["user"]["userId"].as_str().unwrap().to_string(),
+            name,
+            token: data["token"].as_str().unwrap().to_string(),
+            addr,
+        }
+    }
+
+    /// Discovery's live instances of a service, as etcdctl lists them.
+    fn registered(&self, service: &str) -> Vec<String> {
+        let etcd = engine("RINGCHAT_TEST_ETCD_URL", "http://127.0.0.1:2379");
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints",
+                &host_port(&etcd),
+                "get",
+                "--prefix",
+                "--keys-only",
+                &format!("/{}/services/{service}/", self.name),
+            ])
+            .output()
+            .expect("etcdctl runs (Debian's etcd-client)");
+        assert!(out.status.success(), "{out:?}");
+        let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.rsplit('/').next().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for (name, p) in &self.procs {
+            let text = std::fs::read_to_string(&p.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            out += &format!("--- {name} (last lines)\n");
+            for l in tail.into_iter().rev() {
+                out += l;
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "cluster {} logs in {}\n{}",
+                self.name,
+                self.dir.display(),
+                self.logs()
+            );
+        }
+        for p in self.procs.values_mut() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        if let Some(r) = &mut self.private_redis {
+            let _ = r.kill();
+            let _ = r.wait();
+        }
+        // best effort: the test database goes with the cluster
+        let _ = Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-u", "root", "-e"])
+            .arg(format!("DROP DATABASE IF EXISTS {}", self.database))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = &self.mysql;
+    }
+}
+
+fn start_redis(port: u16, dir: &std::path::Path) -> Child {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server runs (Debian's redis-server)");
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "private redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn create_group(owner: &Client, name: &str, members: &[&Client]) -> String {
+    let ids: Vec<&str> = members.iter().map(|c| c.id.as_str()).collect();
+    let r = owner
+        .http()
+        .post("/api/groups", &json!({ "groupName": name, "members": ids }));
+    assert!(r.status == 200 || r.status == 201, "{:?}", r.body);
+    r.body["data"]["conversation"]["conversationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("conversation id in {}", r.body))
+        .to_string()
+}
+
+/// Reads `ws` until a new-message of `conversation` whose content is `marker`; returns
+/// every new-message of that conversation before it (message id -> count).
+fn read_until_marker(ws: &mut Ws, conversation: &str, marker: &str) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < end, "no marker {marker} within 60 s");
+        let e = ws.next_event();
+        if e["type"] != "new-message" || e["data"]["conversationId"] != conversation {
+            continue;
+        }
+        let m = &e["data"]["message"];
+        if m["content"] == marker {
+            return seen;
+        }
+        *seen
+            .entry(m["messageId"].as_str().unwrap_or_default().to_string())
+            .or_insert(0) += 1;
+    }
+}
+
+#[test]
+fn users_on_two_gateways_chat_alone_in_a_group_and_in_the_world() {
+    let cluster = Cluster::start(false);
+    let a = cluster.user("gw-1", "alice");
+    let b = cluster.user("gw-2", "bob");
+    let c = cluster.user("gw-2", "carol");
+    let (mut wa, mut wb, mut wc) = (a.ws(), b.ws(), c.ws());
+
+    // single chat across the gateways, both ways
+    let single = a.single_with(&b);
+    wa.send(&single, "hello from gw-1", "s1");
+    wa.ack("s1");
+    let m = wb.new_message(&single);
+    assert_eq!(m["content"].as_str(), Some("hello from gw-1"), "{m}");
+    wb.send(&single, "hello from gw-2", "s2");
+    wb.ack("s2");
+    wa.new_message(&single);
+
+    // a group spanning both gateways
+    let group = create_group(&a, "both sides", &[&b, &c]);
+    wa.send(&group, "to the group", "g1");
+    wa.ack("g1");
+    wb.new_message(&group);
+    wc.new_message(&group);
+
+    // the world room: everyone, whichever gateway
+    wc.send("world", "to the world", "w1");
+    wc.ack("w1");
+    wa.new_message("world");
+    wb.new_message("world");
+
+    // history is the same through either gateway
+    let h1 = a.history(&group, "");
+    let other = Client {
+        addr: cluster.gateways["gw-2"],
+        ..a.clone()
+    };
+    assert_eq!(h1, other.history(&group, ""));
+    assert_eq!(h1.len(), 1);
+}
+
+#[test]
+fn im_logic_killed_while_messages_flow_loses_and_doubles_nothing() {
+    let mut cluster = Cluster::start(false);
+    let a = cluster.user("gw-1", "sender");
+    let b = cluster.user("gw-2", "near");
+    let c = cluster.user("gw-1", "far");
+    let group = create_group(&a, "kill -9", &[&b, &c]);
+    let (mut wa, mut wb, mut wc) = (a.ws(), b.ws(), c.ws());
+    const N: usize = 120;
+
+    let mut logic = None;
+    for i in 0..N {
+        wa.send(&group, &format!("m{i}"), &format!("t{i}"));
+        if i == N / 3 {
+            logic = Some(cluster.kill9("im-logic"));
+        }
+        if i == 2 * N / 3 {
+            cluster.restart("im-logic", logic.take().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // every send is answered; a refused one is sent again until acknowledged
+    let mut acked: HashMap<String, String> = HashMap::new();
+    let mut refused = 0;
+    for i in 0..N {
+        let temp = format!("t{i}");
+        loop {
+            match wa.answer(&temp) {
+                Ok(ack) => {
+                    let id = ack["messageId"].as_str().unwrap().to_string();
+                    if let Some(prev) = acked.insert(temp.clone(), id.clone()) {
+                        assert_eq!(prev, id, "two ids for one send");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    refused += 1;
+                    // the bus or im-logic was unavailable for longer than the retry budget
+                    assert_eq!(
+                        e["code"], "INTERNAL",
+                        "only a transient failure is expected: {e}"
+                    );
+                    wa.send(&group, &format!("m{i}"), &temp);
+                }
+            }
+        }
+    }
+    wa.send(&group, "marker", "marker");
+    wa.ack("marker");
+    for (who, ws) in [("near (gw-2)", &mut wb), ("far (gw-1)", &mut wc)] {
+        let got = read_until_marker(ws, &group, "marker");
+        let doubled: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(doubled.is_empty(), "{who} got duplicates: {doubled:?}");
+        let ids: HashSet<&String> = acked.values().collect();
+        let missing: Vec<_> = ids.iter().filter(|id| !got.contains_key(**id)).collect();
+        assert!(
+            missing.is_empty(),
+            "{who} missed {} of {N} acknowledged messages: {missing:?}",
+            missing.len()
+        );
+        assert_eq!(got.len(), N, "{who} got messages nobody acknowledged");
+    }
+    // and the store holds each once, seqs 1..=N+1 without a gap
+    let history = a.history(&group, "?afterSeq=0&size=200");
+    let mut seqs: Vec<i64> = history
+        .iter()
+        .map(|m| m["seqId"].as_i64().unwrap())
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=(N as i64 + 1)).collect::<Vec<_>>());
+    eprintln!("kill -9 im-logic: {N} sends, {refused} refused and resent, 0 lost, 0 doubled");
+}
+
+#[test]
+fn a_killed_gateways_clients_move_to_the_other_and_sync_what_they_missed() {
+    let mut cluster = Cluster::start(false);
+    let a = cluster.user("gw-1", "stay");
+    let b = cluster.user("gw-2", "move");
+    let single = a.single_with(&b);
+    let (mut wa, mut wb) = (a.ws(), b.ws());
+    let mut last_seq = 0;
+    for i in 0..5 {
+        wa.send(&single, &format!("before {i}"), &format!("b{i}"));
+        wa.ack(&format!("b{i}"));
+        let m = wb.new_message(&single);
+        last_seq = m["seqId"].as_i64().unwrap();
+    }
+    assert_eq!(
+        cluster.registered("im-gateway"),
+        vec!["gw-1".to_string(), "gw-2".to_string()]
+    );
+    cluster.kill9("gw-2");
+    drop(wb);
+    for i in 0..5 {
+        wa.send(&single, &format!("while away {i}"), &format!("a{i}"));
+        wa.ack(&format!("a{i}"));
+    }
+    // the client reconnects to the gateway that lives and syncs with afterSeq
+    let moved = Client {
+        addr: cluster.gateways["gw-1"],
+        ..b.clone()
+    };
+    let mut wb = moved.ws();
+    let missed = moved.history(&single, &format!("?afterSeq={last_seq}"));
+    let contents: Vec<&str> = missed
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        (0..5)
+            .map(|i| format!("while away {i}"))
+            .collect::<Vec<_>>()
+    );
+    wa.send(&single, "live again", "l");
+    wa.ack("l");
+    let m = wb.new_message(&single);
+    assert_eq!(m["content"].as_str(), Some("live again"));
+
+    // killed without deregistering, gw-2 leaves discovery when its lease (2 s) ends
+    let end = Instant::now() + Duration::from_secs(10);
+    while cluster.registered("im-gateway") != vec!["gw-1".to_string()] {
+        assert!(
+            Instant::now() < end,
+            "gw-2 still registered after its lease: {:?}",
+            cluster.registered("im-gateway")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // a clean stop leaves at once
+    assert_eq!(cluster.registered("im-task").len(), 1);
+    let task = cluster.procs.get_mut("im-task").unwrap();
+    unsafe_free_sigterm(task.child.id());
+    let _ = task.child.wait();
+    let end = Instant::now() + WAIT;
+    while !cluster.registered("im-task").is_empty() {
+        assert!(
+            Instant::now() < end,
+            "im-task still registered after a clean stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM through kill(1), so the test needs no unsafe code.
+fn unsafe_free_sigterm(pid: u32) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn messaging_survives_redis_stopping_and_starting() {
+    let mut cluster = Cluster::start(true);
+    let a = cluster.user("gw-1", "x");
+    let b = cluster.user("gw-2", "y");
+    let single = a.single_with(&b);
+    let (mut wa, mut wb) = (a.ws(), b.ws());
+    wa.send(&single, "before", "r0");
+    wa.ack("r0");
+    wb.new_message(&single);
+
+    let port: u16 = host_port(
+        &cluster
+            .env
+            .iter()
+            .find(|(k, _)| k == "RINGCHAT_CACHE__URL")
+            .unwrap()
+            .1,
+    )
+    .rsplit(':')
+    .next()
+    .unwrap()
+    .parse()
+    .unwrap();
+    let mut redis = cluster.private_redis.take().unwrap();
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    // degraded: routed to every gateway, still delivered once
+    for i in 0..5 {
+        wa.send(&single, &format!("during {i}"), &format!("d{i}"));
+        wa.ack(&format!("d{i}"));
+        let m = wb.new_message(&single);
+        assert_eq!(m["content"].as_str(), Some(format!("during {i}").as_str()));
+    }
+    cluster.private_redis = Some(start_redis(port, &cluster.dir.clone()));
+    // a new connection registers its presence again; messages flow as before
+    let c = cluster.user("gw-2", "z");
+    let mut wc = c.ws();
+    let s2 = a.single_with(&c);
+    wa.send(&s2, "after", "r1");
+    wa.ack("r1");
+    wc.new_message(&s2);
+    wa.send(&single, "after too", "r2");
+    wa.ack("r2");
+    wb.new_message(&single);
+    let _ = &mut cluster;
+}
