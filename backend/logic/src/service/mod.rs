@@ -1,0 +1,185 @@
+//! [`LogicService`]: the client API's rules (auth, who may do what, message validation)
+//! and message routing. It owns no state: everything lives behind the ports. By concern:
+//! [`sessions`] (accounts, tokens, sessions), [`rules`] (who may do what) and [`routing`]
+//! (sends, fan-out, presence); this module holds the service and the [`LogicApi`] entry
+//! points, each a call into one of them.
+
+use crate::api::LogicApi;
+use crate::auth::{Passwords, TokenKeys};
+use async_trait::async_trait;
+use ringchat_core::ids::now_ms;
+use ringchat_core::limits::{KeyedLimiter, Rate};
+use ringchat_core::{Config, Error, Ports, Result};
+use ringchat_proto as pb;
+use std::time::Duration;
+
+mod routing;
+mod rules;
+mod sessions;
+
+pub struct LogicService {
+    pub(crate) ports: Ports,
+    keys: TokenKeys,
+    passwords: Passwords,
+    token_ttl_secs: i64,
+    session_ttl: Duration,
+    presence_ttl: Duration,
+    large_group_threshold: i64,
+    max_content_bytes: usize,
+    /// Sends per user, over all of the user's connections and HTTP.
+    user_sends: KeyedLimiter<i64>,
+    /// Failed logins per (lowercased) username and per client address.
+    login_names: KeyedLimiter<String>,
+    login_addrs: KeyedLimiter<String>,
+}
+
+pub(super) fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+pub(super) fn char_len(s: &str) -> usize {
+    s.chars().count()
+}
+
+impl LogicService {
+    pub fn new(config: &Config, ports: Ports) -> Result<Self> {
+        if !config.has_jwt_secret() {
+            return Err(Error::invalid(
+                "auth.jwt_secret is not set: tokens cannot be signed",
+            ));
+        }
+        Ok(LogicService {
+            ports,
+            keys: TokenKeys::new(config.auth.jwt_secret.expose().as_bytes()),
+            passwords: Passwords::bounded(
+                config.auth.argon2_memory_kib,
+                config.auth.argon2_iterations,
+                config.auth.hash_workers,
+                config.auth.hash_queue,
+            )?,
+            login_names: KeyedLimiter::new(Rate::per_minute(
+                f64::from(config.auth.login_failures_per_minute),
+                f64::from(config.auth.login_failures_burst),
+            )),
+            login_addrs: KeyedLimiter::new(Rate::per_minute(
+                f64::from(config.auth.login_address_per_minute),
+                f64::from(config.auth.login_address_burst),
+            )),
+            token_ttl_secs: config.auth.token_ttl_secs as i64,
+            session_ttl: config.cache.session_ttl(),
+            presence_ttl: config.cache.presence_ttl(),
+            large_group_threshold: i64::from(config.logic.large_group_threshold),
+            max_content_bytes: config.logic.max_content_bytes,
+            user_sends: KeyedLimiter::new(Rate::new(
+                f64::from(config.logic.user_sends_per_sec),
+                f64::from(config.logic.user_sends_burst),
+            )),
+        })
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+}
+
+#[async_trait]
+impl LogicApi for LogicService {
+    async fn register(&self, req: pb::RegisterRequest) -> Result<pb::User> {
+        sessions::register(self, req).await
+    }
+
+    async fn login(&self, req: pb::LoginRequest) -> Result<pb::AuthResponse> {
+        sessions::login(self, req).await
+    }
+
+    async fn guest(&self, req: pb::GuestRequest) -> Result<pb::AuthResponse> {
+        sessions::guest(self, req).await
+    }
+
+    async fn logout(&self, req: pb::TokenRequest) -> Result<()> {
+        sessions::logout(self, req).await
+    }
+
+    async fn authenticate(&self, req: pb::TokenRequest) -> Result<pb::Session> {
+        sessions::authenticate(self, req).await
+    }
+
+    async fn get_user(&self, req: pb::GetUserRequest) -> Result<pb::User> {
+        rules::get_user(self, req).await
+    }
+
+    async fn online_status(&self, req: pb::CallerRequest) -> Result<pb::OnlineStatusList> {
+        rules::online_status(self, req).await
+    }
+
+    async fn list_conversations(&self, req: pb::CallerRequest) -> Result<pb::ConversationList> {
+        rules::list_conversations(self, req).await
+    }
+
+    async fn create_single_conversation(
+        &self,
+        req: pb::TargetUserRequest,
+    ) -> Result<pb::ConversationView> {
+        rules::create_single_conversation(self, req).await
+    }
+
+    async fn get_messages(&self, req: pb::GetMessagesRequest) -> Result<pb::HistoryPage> {
+        rules::get_messages(self, req).await
+    }
+
+    async fn mark_read(&self, req: pb::CallerMarkReadRequest) -> Result<pb::ReadPointer> {
+        rules::mark_read(self, req).await
+    }
+
+    async fn send_message(&self, req: pb::SendMessageRequest) -> Result<pb::ChatMessage> {
+        routing::send_message(self, req).await
+    }
+
+    async fn add_friend(&self, req: pb::TargetUserRequest) -> Result<pb::ConversationView> {
+        rules::add_friend(self, req).await
+    }
+
+    async fn list_friends(&self, req: pb::CallerRequest) -> Result<pb::FriendList> {
+        rules::list_friends(self, req).await
+    }
+
+    async fn create_group(&self, req: pb::CallerCreateGroupRequest) -> Result<pb::GroupCreated> {
+        rules::create_group(self, req).await
+    }
+
+    async fn get_group(&self, req: pb::CallerGroupRequest) -> Result<pb::Group> {
+        rules::get_group(self, req).await
+    }
+
+    async fn add_group_members(&self, req: pb::CallerGroupMembersRequest) -> Result<pb::Group> {
+        rules::add_group_members(self, req).await
+    }
+
+    async fn remove_group_member(&self, req: pb::CallerGroupMemberRequest) -> Result<pb::Group> {
+        rules::remove_group_member(self, req).await
+    }
+
+    async fn user_connected(&self, req: pb::PresenceRequest) -> Result<()> {
+        routing::user_connected(self, req).await
+    }
+
+    async fn user_disconnected(&self, req: pb::PresenceRequest) -> Result<()> {
+        routing::user_disconnected(self, req).await
+    }
+
+    async fn heartbeat(&self, req: pb::HeartbeatRequest) -> Result<()> {
+        routing::heartbeat(self, req).await
+    }
+}
+
+/// Presence for display (online dots): in degraded mode (cache unreachable) everybody
+/// shows offline rather than the request failing.
+pub(super) async fn presence_or_unknown(
+    cache: &dyn ringchat_core::ports::Cache,
+    users: &[i64],
+) -> Result<std::collections::HashMap<i64, Vec<ringchat_core::ports::Endpoint>>> {
+    match cache.presence(users).await {
+        Err(e) if e.is_retryable() => Ok(Default::default()),
+        other => other,
+    }
+}

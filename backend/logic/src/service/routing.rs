@@ -1,0 +1,346 @@
+//! Message routing: the upstream batch (append, ack, route), the synchronous send,
+//! fan-out to the gateways of online recipients (through im-task for large
+//! conversations), presence and its announcements.
+
+use bytes::Bytes;
+use pb::downstream_batch::Body;
+use prost::Message as _;
+use ringchat_core::fanout::{self, send_downstream};
+use ringchat_core::model::GATEWAY_SERVICE;
+use ringchat_core::ports::Endpoint;
+use ringchat_core::{Error, ErrorCode, Result};
+use ringchat_proto as pb;
+use std::collections::HashSet;
+
+use super::LogicService;
+
+impl LogicService {
+    pub(crate) fn is_large(&self, meta: &pb::ConversationMeta) -> bool {
+        meta.r#type == pb::ConversationType::World as i32
+            || (meta.r#type == pb::ConversationType::Group as i32
+                && meta.member_count > self.large_group_threshold)
+    }
+
+    /// Delivers a stored message to its online recipients (the sending connection
+    /// excluded) and queues an offline push for the others. Worlds and large groups are
+    /// handed to im-task.
+    pub(crate) async fn route(
+        &self,
+        message: &pb::ChatMessage,
+        meta: &pb::ConversationMeta,
+        origin: Option<(&str, u64)>,
+    ) -> Result<()> {
+        if self.is_large(meta) {
+            let task = pb::TaskMessage {
+                task: Some(pb::task_message::Task::FanOut(pb::FanOutTask {
+                    message: Some(message.clone()),
+                    sender_gateway_id: origin.map(|o| o.0.to_string()).unwrap_or_default(),
+                    sender_conn_id: origin.map(|o| o.1).unwrap_or(0),
+                    world: meta.r#type == pb::ConversationType::World as i32,
+                })),
+            };
+            return self
+                .ports
+                .bus
+                .publish(
+                    pb::topics::TASK,
+                    message.conversation_id.as_bytes(),
+                    Bytes::from(task.encode_to_vec()),
+                )
+                .await;
+        }
+        let members = if meta.r#type == pb::ConversationType::Single as i32 {
+            vec![meta.user_a, meta.user_b]
+        } else {
+            self.ports
+                .store
+                .member_ids(&meta.conversation_id, 0, self.large_group_threshold + 1)
+                .await?
+        };
+        let located = fanout::locate_or_everywhere(
+            self.ports.cache.as_ref(),
+            self.ports.discovery.as_ref(),
+            &members,
+        )
+        .await?;
+        fanout::deliver(self.ports.bus.as_ref(), &located, message, origin).await?;
+        let offline: Vec<i64> = located
+            .offline
+            .into_iter()
+            .filter(|u| *u != message.sender_id)
+            .collect();
+        if !offline.is_empty() {
+            let task = pb::TaskMessage {
+                task: Some(pb::task_message::Task::OfflinePush(pb::OfflinePushTask {
+                    user_ids: offline,
+                    message: Some(message.clone()),
+                })),
+            };
+            self.ports
+                .bus
+                .publish(
+                    pb::topics::TASK,
+                    message.conversation_id.as_bytes(),
+                    Bytes::from(task.encode_to_vec()),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn announce_presence(&self, user_id: i64, online: bool) -> Result<()> {
+        let friends: HashSet<i64> = self
+            .ports
+            .store
+            .friends(user_id)
+            .await?
+            .into_iter()
+            .map(|u| u.user_id)
+            .collect();
+        let peers = self.ports.store.peer_ids(user_id).await?;
+        let (friend_ids, group_ids): (Vec<i64>, Vec<i64>) =
+            peers.into_iter().partition(|p| friends.contains(p));
+        for (ids, event) in [
+            (friend_ids, "friend-online"),
+            (group_ids, "group-member-online"),
+        ] {
+            if ids.is_empty() {
+                continue;
+            }
+            let located = fanout::locate_or_everywhere(
+                self.ports.cache.as_ref(),
+                self.ports.discovery.as_ref(),
+                &ids,
+            )
+            .await?;
+            for (gw, users) in located.by_gateway {
+                send_downstream(
+                    self.ports.bus.as_ref(),
+                    &gw,
+                    &user_id.to_string(),
+                    Body::Presence(pb::PresenceChange {
+                        recipient_user_ids: users,
+                        user_id,
+                        online,
+                        event: event.into(),
+                    }),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Processes a batch of client sends from the upstream topic: validate, append in one
+    /// transaction, ack each sender's connection, route. A retryable error (store or bus
+    /// down) is returned so the caller retries the whole batch without committing it;
+    /// appends are idempotent on (sender, tempMessageId), so a retry stores nothing twice.
+    pub async fn process_upstream(&self, batch: &[pb::UpstreamMessage]) -> Result<()> {
+        let mut drafts = Vec::with_capacity(batch.len());
+        let mut accepted = Vec::with_capacity(batch.len());
+        for up in batch {
+            if let Err(wait) = self.user_sends.take(&up.user_id) {
+                let e = Error::rate_limited("too many messages: slow down", wait);
+                self.send_error(up, &e).await?;
+                continue;
+            }
+            match self
+                .check_send(
+                    up.user_id,
+                    &up.conversation_id,
+                    &up.content,
+                    up.r#type,
+                    &up.temp_message_id,
+                )
+                .await
+            {
+                Ok(meta) => {
+                    drafts.push(pb::MessageDraft {
+                        conversation_id: up.conversation_id.clone(),
+                        sender_id: up.user_id,
+                        sender_name: up.username.clone(),
+                        r#type: up.r#type,
+                        content: up.content.clone(),
+                        temp_message_id: up.temp_message_id.clone(),
+                    });
+                    accepted.push((up, meta));
+                }
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => self.send_error(up, &e).await?,
+            }
+        }
+        if drafts.is_empty() {
+            return Ok(());
+        }
+        let outcomes = self.ports.store.append(drafts).await?;
+        for (outcome, (up, meta)) in outcomes.into_iter().zip(accepted) {
+            let Some(message) = outcome.message else {
+                let code = ErrorCode::parse(&outcome.error_code).unwrap_or(ErrorCode::Internal);
+                self.send_error(up, &Error::new(code, outcome.error_message))
+                    .await?;
+                continue;
+            };
+            send_downstream(
+                self.ports.bus.as_ref(),
+                &up.gateway_id,
+                &message.conversation_id,
+                Body::Ack(pb::SendAck {
+                    conn_id: up.conn_id,
+                    user_id: up.user_id,
+                    temp_message_id: up.temp_message_id.clone(),
+                    message_id: message.message_id,
+                    seq_id: message.seq_id,
+                    conversation_id: message.conversation_id.clone(),
+                    duplicate: outcome.duplicate,
+                }),
+            )
+            .await?;
+            // a duplicate is routed again: it may be the redelivery of a batch whose
+            // routing a crash cut short; gateways drop what they already delivered
+            // (dispatch.rs), so recipients see each message once
+            self.route(&message, &meta, Some((&up.gateway_id, up.conn_id)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs until `shutdown`: whenever the cache recovers from a degraded mode, asks every
+    /// gateway to report its connections again (a restarted Redis forgot them all).
+    pub async fn run_presence_resync(&self, mut shutdown: ringchat_core::shutdown::ShutdownSignal) {
+        loop {
+            tokio::select! {
+                _ = self.ports.cache_health.recovered() => {}
+                _ = shutdown.wait() => return,
+            }
+            let gateways = match self.ports.discovery.instances(GATEWAY_SERVICE).await {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::warn!(error = %e, "presence resync: cannot list the gateways");
+                    continue;
+                }
+            };
+            tracing::info!(
+                gateways = gateways.len(),
+                "cache recovered: asking the gateways to report their connections"
+            );
+            for gw in gateways {
+                if let Err(e) = send_downstream(
+                    self.ports.bus.as_ref(),
+                    &gw.id,
+                    "presence",
+                    Body::Resync(pb::PresenceResync {}),
+                )
+                .await
+                {
+                    tracing::warn!(error = %e, gateway = %gw.id, "presence resync not sent");
+                }
+            }
+        }
+    }
+
+    /// Answers a client send with an `error` frame naming its `tempMessageId`.
+    pub(crate) async fn send_error(&self, up: &pb::UpstreamMessage, e: &Error) -> Result<()> {
+        send_downstream(
+            self.ports.bus.as_ref(),
+            &up.gateway_id,
+            &up.conversation_id,
+            Body::Error(pb::SendError {
+                conn_id: up.conn_id,
+                user_id: up.user_id,
+                temp_message_id: up.temp_message_id.clone(),
+                code: e.code.as_str().into(),
+                message: e.message.clone(),
+                conversation_id: up.conversation_id.clone(),
+            }),
+        )
+        .await
+    }
+}
+
+pub(super) async fn send_message(
+    svc: &LogicService,
+    req: pb::SendMessageRequest,
+) -> Result<pb::ChatMessage> {
+    svc.user_sends
+        .take(&req.caller_id)
+        .map_err(|wait| Error::rate_limited("too many messages: slow down", wait))?;
+    let meta = svc
+        .check_send(
+            req.caller_id,
+            &req.conversation_id,
+            &req.content,
+            req.r#type,
+            &req.temp_message_id,
+        )
+        .await?;
+    let mut outcomes = svc
+        .ports
+        .store
+        .append(vec![pb::MessageDraft {
+            conversation_id: req.conversation_id,
+            sender_id: req.caller_id,
+            sender_name: String::new(),
+            r#type: req.r#type,
+            content: req.content,
+            temp_message_id: req.temp_message_id,
+        }])
+        .await?;
+    let outcome = outcomes
+        .pop()
+        .ok_or_else(|| Error::internal("append returned nothing"))?;
+    let Some(message) = outcome.message else {
+        let code = ErrorCode::parse(&outcome.error_code).unwrap_or(ErrorCode::Internal);
+        return Err(Error::new(code, outcome.error_message));
+    };
+    // durable already: a routing failure is logged, not reported as a failed send; a
+    // duplicate is routed again (gateways drop what they already delivered)
+    if let Err(e) = svc.route(&message, &meta, None).await {
+        tracing::warn!(error = %e, message_id = message.message_id, "routing failed after append");
+    }
+    Ok(message)
+}
+
+pub(super) async fn user_connected(svc: &LogicService, req: pb::PresenceRequest) -> Result<()> {
+    let n = svc
+        .ports
+        .cache
+        .presence_add(
+            req.user_id,
+            &Endpoint {
+                gateway_id: req.gateway_id,
+                conn_id: req.conn_id,
+            },
+            svc.presence_ttl,
+        )
+        .await?;
+    if n == 1 {
+        svc.announce_presence(req.user_id, true).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn user_disconnected(svc: &LogicService, req: pb::PresenceRequest) -> Result<()> {
+    let n = svc
+        .ports
+        .cache
+        .presence_remove(
+            req.user_id,
+            &Endpoint {
+                gateway_id: req.gateway_id,
+                conn_id: req.conn_id,
+            },
+        )
+        .await?;
+    if n == 0 {
+        svc.announce_presence(req.user_id, false).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn heartbeat(svc: &LogicService, req: pb::HeartbeatRequest) -> Result<()> {
+    let entries: Vec<(i64, u64)> = req.entries.iter().map(|e| (e.user_id, e.conn_id)).collect();
+    svc.ports
+        .cache
+        .presence_refresh(&req.gateway_id, &entries, svc.presence_ttl)
+        .await
+}

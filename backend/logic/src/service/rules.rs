@@ -1,0 +1,373 @@
+//! Who may do what: users, conversations, history, read pointers, friends and groups,
+//! and the checks a send must pass.
+
+use ringchat_core::model::{self, MAX_TEMP_ID_LEN, WORLD_ID};
+use ringchat_core::{Error, ErrorCode, Result};
+use ringchat_proto as pb;
+
+use super::{char_len, presence_or_unknown, LogicService};
+
+/// Most members a group may have, and most added by one request (one store statement
+/// binds them all, and SQLite binds at most 32766 values).
+pub(super) const MAX_GROUP_MEMBERS: usize = 10_000;
+pub(super) const MAX_MEMBERS_PER_REQUEST: usize = 1_000;
+/// Longest avatar URL.
+pub(super) const MAX_AVATAR_LEN: usize = 512;
+
+pub(super) fn check_member_list(ids: &[i64]) -> Result<()> {
+    if ids.len() > MAX_MEMBERS_PER_REQUEST {
+        return Err(Error::invalid(format!(
+            "at most {MAX_MEMBERS_PER_REQUEST} members per request ({} given)",
+            ids.len()
+        )));
+    }
+    Ok(())
+}
+
+/// An avatar is empty or an http(s) URL of bounded length (no `javascript:` or `data:`).
+pub(super) fn check_avatar(avatar: &str) -> Result<()> {
+    if avatar.is_empty() {
+        return Ok(());
+    }
+    let lower = avatar.to_ascii_lowercase();
+    if avatar.len() > MAX_AVATAR_LEN
+        || !(lower.starts_with("https://") || lower.starts_with("http://"))
+        || avatar.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::invalid(format!(
+            "avatar must be an http(s) URL of at most {MAX_AVATAR_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn role_of(group: &pb::Group, user_id: i64) -> Option<pb::GroupRole> {
+    group
+        .members
+        .iter()
+        .find(|m| m.user_id == user_id)
+        .map(|m| pb::GroupRole::try_from(m.role).unwrap_or(pb::GroupRole::Member))
+}
+
+impl LogicService {
+    pub(crate) async fn caller(&self, caller_id: i64) -> Result<pb::User> {
+        self.ports
+            .store
+            .user(caller_id)
+            .await
+            .map_err(|e| match e.code {
+                ErrorCode::UserNotFound => Error::auth("the caller no longer exists"),
+                _ => e,
+            })
+    }
+
+    pub(crate) async fn view_of(
+        &self,
+        user_id: i64,
+        conversation_id: &str,
+    ) -> Result<pb::ConversationView> {
+        self.ports
+            .store
+            .conversations(user_id)
+            .await?
+            .into_iter()
+            .find(|c| c.conversation_id == conversation_id)
+            .ok_or_else(|| Error::conversation_not_found(conversation_id))
+    }
+
+    pub(crate) async fn ensure_member(
+        &self,
+        meta: &pb::ConversationMeta,
+        user_id: i64,
+    ) -> Result<()> {
+        if meta.conversation_id == WORLD_ID
+            || self
+                .ports
+                .store
+                .is_member(&meta.conversation_id, user_id)
+                .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::forbidden(
+                "you are not a member of this conversation",
+            ))
+        }
+    }
+
+    /// Validates a send and authorises the sender; returns the conversation.
+    pub(crate) async fn check_send(
+        &self,
+        sender_id: i64,
+        conversation_id: &str,
+        content: &str,
+        kind: i32,
+        temp_message_id: &str,
+    ) -> Result<pb::ConversationMeta> {
+        match pb::MessageType::try_from(kind) {
+            Ok(pb::MessageType::Unspecified) | Err(_) => {
+                return Err(Error::invalid_message(format!(
+                    "unknown message type {kind}"
+                )))
+            }
+            Ok(_) => {}
+        }
+        if content.trim().is_empty() {
+            return Err(Error::invalid_message("message content is empty"));
+        }
+        if content.len() > self.max_content_bytes {
+            return Err(Error::new(
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "message content is {} bytes, the limit is {}",
+                    content.len(),
+                    self.max_content_bytes
+                ),
+            ));
+        }
+        if temp_message_id.len() > MAX_TEMP_ID_LEN {
+            return Err(Error::invalid_message(format!(
+                "tempMessageId is longer than {MAX_TEMP_ID_LEN} bytes"
+            )));
+        }
+        if conversation_id.is_empty() {
+            return Err(Error::invalid_message("conversationId is required"));
+        }
+        let meta = self.ports.store.conversation(conversation_id).await?;
+        self.ensure_member(&meta, sender_id).await?;
+        Ok(meta)
+    }
+}
+
+pub(super) async fn get_user(svc: &LogicService, req: pb::GetUserRequest) -> Result<pb::User> {
+    if req.user_id > 0 {
+        svc.ports.store.user(req.user_id).await
+    } else if !req.username.is_empty() {
+        let name = model::normalize_username(&req.username).unwrap_or(req.username);
+        svc.ports.store.user_by_name(&name).await
+    } else {
+        Err(Error::invalid("give a user id or a username"))
+    }
+}
+
+pub(super) async fn online_status(
+    svc: &LogicService,
+    req: pb::CallerRequest,
+) -> Result<pb::OnlineStatusList> {
+    let peers = svc.ports.store.peer_ids(req.caller_id).await?;
+    let presence = presence_or_unknown(svc.ports.cache.as_ref(), &peers).await?;
+    Ok(pb::OnlineStatusList {
+        statuses: peers
+            .into_iter()
+            .map(|user_id| pb::OnlineStatus {
+                user_id,
+                online: presence.contains_key(&user_id),
+            })
+            .collect(),
+    })
+}
+
+pub(super) async fn list_conversations(
+    svc: &LogicService,
+    req: pb::CallerRequest,
+) -> Result<pb::ConversationList> {
+    Ok(pb::ConversationList {
+        conversations: svc.ports.store.conversations(req.caller_id).await?,
+    })
+}
+
+pub(super) async fn create_single_conversation(
+    svc: &LogicService,
+    req: pb::TargetUserRequest,
+) -> Result<pb::ConversationView> {
+    let caller = svc.caller(req.caller_id).await?;
+    if caller.is_guest {
+        return Err(Error::forbidden("guests cannot start conversations"));
+    }
+    if req.target_user_id == req.caller_id {
+        return Err(Error::invalid("cannot start a conversation with yourself"));
+    }
+    let meta = svc
+        .ports
+        .store
+        .single_conversation(req.caller_id, req.target_user_id)
+        .await?;
+    svc.view_of(req.caller_id, &meta.conversation_id).await
+}
+
+pub(super) async fn get_messages(
+    svc: &LogicService,
+    req: pb::GetMessagesRequest,
+) -> Result<pb::HistoryPage> {
+    let meta = svc.ports.store.conversation(&req.conversation_id).await?;
+    svc.ensure_member(&meta, req.caller_id).await?;
+    svc.ports
+        .store
+        .messages(pb::HistoryRequest {
+            conversation_id: req.conversation_id,
+            page: req.page,
+            size: req.size,
+            after_seq: req.after_seq,
+            before_seq: req.before_seq,
+        })
+        .await
+}
+
+pub(super) async fn mark_read(
+    svc: &LogicService,
+    req: pb::CallerMarkReadRequest,
+) -> Result<pb::ReadPointer> {
+    if req.seq_id < 0 {
+        return Err(Error::invalid("seqId must not be negative"));
+    }
+    svc.ports
+        .store
+        .mark_read(req.caller_id, &req.conversation_id, req.seq_id)
+        .await
+}
+
+pub(super) async fn add_friend(
+    svc: &LogicService,
+    req: pb::TargetUserRequest,
+) -> Result<pb::ConversationView> {
+    let caller = svc.caller(req.caller_id).await?;
+    if caller.is_guest {
+        return Err(Error::forbidden("guests cannot add friends"));
+    }
+    if req.target_user_id == req.caller_id {
+        return Err(Error::invalid("cannot befriend yourself"));
+    }
+    let meta = svc
+        .ports
+        .store
+        .add_friend(req.caller_id, req.target_user_id)
+        .await?;
+    svc.view_of(req.caller_id, &meta.conversation_id).await
+}
+
+pub(super) async fn list_friends(
+    svc: &LogicService,
+    req: pb::CallerRequest,
+) -> Result<pb::FriendList> {
+    let friends = svc.ports.store.friends(req.caller_id).await?;
+    let ids: Vec<i64> = friends.iter().map(|f| f.user_id).collect();
+    let presence = presence_or_unknown(svc.ports.cache.as_ref(), &ids).await?;
+    Ok(pb::FriendList {
+        friends: friends
+            .into_iter()
+            .map(|user| pb::Friend {
+                online: presence.contains_key(&user.user_id),
+                user: Some(user),
+            })
+            .collect(),
+    })
+}
+
+pub(super) async fn create_group(
+    svc: &LogicService,
+    req: pb::CallerCreateGroupRequest,
+) -> Result<pb::GroupCreated> {
+    let caller = svc.caller(req.caller_id).await?;
+    if caller.is_guest {
+        return Err(Error::forbidden("guests cannot create groups"));
+    }
+    let name = req.group_name.trim();
+    if !(1..=50).contains(&char_len(name)) {
+        return Err(Error::invalid("groupName must be 1-50 characters"));
+    }
+    check_member_list(&req.member_ids)?;
+    check_avatar(&req.avatar)?;
+    let group = svc
+        .ports
+        .store
+        .create_group(pb::CreateGroupRequest {
+            owner_id: req.caller_id,
+            group_name: name.to_string(),
+            avatar: req.avatar,
+            member_ids: req.member_ids,
+        })
+        .await?;
+    let conversation = svc.view_of(req.caller_id, &group.conversation_id).await?;
+    Ok(pb::GroupCreated {
+        group: Some(group),
+        conversation: Some(conversation),
+    })
+}
+
+pub(super) async fn get_group(
+    svc: &LogicService,
+    req: pb::CallerGroupRequest,
+) -> Result<pb::Group> {
+    let group = svc.ports.store.group(req.group_id).await?;
+    if role_of(&group, req.caller_id).is_none() {
+        return Err(Error::forbidden("you are not a member of this group"));
+    }
+    Ok(group)
+}
+
+pub(super) async fn add_group_members(
+    svc: &LogicService,
+    req: pb::CallerGroupMembersRequest,
+) -> Result<pb::Group> {
+    let group = svc.ports.store.group(req.group_id).await?;
+    match role_of(&group, req.caller_id) {
+        Some(pb::GroupRole::Owner | pb::GroupRole::Admin) => {}
+        Some(_) => {
+            return Err(Error::forbidden(
+                "only the owner or an admin can add members",
+            ))
+        }
+        None => return Err(Error::forbidden("you are not a member of this group")),
+    }
+    if req.user_ids.is_empty() {
+        return Err(Error::invalid("no members to add"));
+    }
+    check_member_list(&req.user_ids)?;
+    if group.members.len() + req.user_ids.len() > MAX_GROUP_MEMBERS {
+        return Err(Error::invalid(format!(
+            "a group has at most {MAX_GROUP_MEMBERS} members"
+        )));
+    }
+    svc.ports
+        .store
+        .add_group_members(req.group_id, &req.user_ids, pb::GroupRole::Member)
+        .await?;
+    svc.ports.store.group(req.group_id).await
+}
+
+pub(super) async fn remove_group_member(
+    svc: &LogicService,
+    req: pb::CallerGroupMemberRequest,
+) -> Result<pb::Group> {
+    use pb::GroupRole::{Admin, Owner};
+    let group = svc.ports.store.group(req.group_id).await?;
+    let caller = role_of(&group, req.caller_id)
+        .ok_or_else(|| Error::forbidden("you are not a member of this group"))?;
+    let target = role_of(&group, req.user_id).ok_or_else(|| {
+        Error::new(
+            ErrorCode::NotFound,
+            format!("user {} is not in this group", req.user_id),
+        )
+    })?;
+    let allowed = if req.caller_id == req.user_id {
+        caller != Owner
+    } else {
+        match caller {
+            Owner => true,
+            Admin => !matches!(target, Owner | Admin),
+            _ => false,
+        }
+    };
+    if !allowed {
+        return Err(Error::forbidden(if req.caller_id == req.user_id {
+            "the owner cannot leave the group"
+        } else {
+            "your role cannot remove this member"
+        }));
+    }
+    svc.ports
+        .store
+        .remove_group_member(req.group_id, req.user_id)
+        .await?;
+    svc.ports.store.group(req.group_id).await
+}
