@@ -48,6 +48,16 @@ impl Embedded {
             ports.clone(),
             config.task.fanout_batch,
         ));
+        // dynamic settings (StaticDiscovery's set_config in one process)
+        let follow = ringchat_core::dynamic::follow(
+            ports.discovery.clone(),
+            vec![logic.clone() as Arc<dyn ringchat_core::dynamic::Reconfigure>],
+            signal.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            follow.await;
+            Ok(())
+        }));
         workers.push(tokio::spawn(im_task::run(task, signal)));
         let gateway = Gateway::start(
             &config.gateway,

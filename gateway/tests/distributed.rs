@@ -317,27 +317,48 @@ impl Cluster {
 
     /// Discovery's live instances of a service, as etcdctl lists them.
     fn registered(&self, service: &str) -> Vec<String> {
-        let etcd = engine("RINGCHAT_TEST_ETCD_URL", "http://127.0.0.1:2379");
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args([
-                "--endpoints",
-                &host_port(&etcd),
-                "get",
-                "--prefix",
-                "--keys-only",
-                &format!("/{}/services/{service}/", self.name),
-            ])
-            .output()
-            .expect("etcdctl runs (Debian's etcd-client)");
-        assert!(out.status.success(), "{out:?}");
-        let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        let out = self.etcdctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            &format!("/{}/services/{service}/", self.name),
+        ]);
+        let mut ids: Vec<String> = out
             .lines()
             .filter(|l| !l.is_empty())
             .map(|l| l.rsplit('/').next().unwrap().to_string())
             .collect();
         ids.sort();
         ids
+    }
+
+    fn etcdctl(&self, args: &[&str]) -> String {
+        let etcd = engine("RINGCHAT_TEST_ETCD_URL", "http://127.0.0.1:2379");
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &host_port(&etcd)])
+            .args(args)
+            .output()
+            .expect("etcdctl runs (Debian's etcd-client)");
+        assert!(out.status.success(), "etcdctl {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until `name`'s log has a line containing `text`.
+    fn wait_for_log(&self, name: &str, text: &str) {
+        let end = Instant::now() + WAIT;
+        loop {
+            let log = std::fs::read_to_string(&self.procs[name].log).unwrap_or_default();
+            if log.contains(text) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{name} never logged {text:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn logs(&self) -> String {
@@ -482,6 +503,22 @@ fn users_on_two_gateways_chat_alone_in_a_group_and_in_the_world() {
     };
     assert_eq!(h1, other.history(&group, ""));
     assert_eq!(h1.len(), 1);
+
+    // a setting changed in etcd applies without a restart: with the large-group threshold
+    // at 1, the group of three fans out through im-task, and still arrives
+    cluster.etcdctl(&[
+        "put",
+        &format!("/{}/config/logic.large_group_threshold", cluster.name),
+        "1",
+    ]);
+    cluster.wait_for_log(
+        "im-logic",
+        "dynamic setting applied key=\"logic.large_group_threshold\" value=\"1\"",
+    );
+    wa.send(&group, "through im-task", "g2");
+    wa.ack("g2");
+    assert_eq!(wb.new_message(&group)["content"], "through im-task");
+    assert_eq!(wc.new_message(&group)["content"], "through im-task");
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod consume;
 pub mod degraded;
+pub mod dynamic;
 pub mod error;
 pub mod fanout;
 pub mod ids;

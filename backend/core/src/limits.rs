@@ -69,45 +69,72 @@ impl TokenBucket {
 }
 
 /// One bucket per key, created full on first use. The map forgets keys whose buckets
-/// have refilled, so it stays as small as the set of recently active keys.
+/// have refilled, so it stays as small as the set of recently active keys. The rate can
+/// change while it runs (dynamic config): buckets keep their tokens, capped at the new
+/// burst.
 pub struct KeyedLimiter<K> {
-    rate: Rate,
-    buckets: Mutex<HashMap<K, TokenBucket>>,
+    inner: Mutex<Limiter<K>>,
     sweep_at: usize,
+}
+
+struct Limiter<K> {
+    rate: Rate,
+    buckets: HashMap<K, TokenBucket>,
 }
 
 impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     pub fn new(rate: Rate) -> Self {
         KeyedLimiter {
-            rate,
-            buckets: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Limiter {
+                rate,
+                buckets: HashMap::new(),
+            }),
             sweep_at: 4096,
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Limiter<K>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Takes a token for `key`, or says how long until one is there.
     pub fn take(&self, key: &K) -> Result<(), Duration> {
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= self.sweep_at {
+        let mut l = self.lock();
+        let rate = l.rate;
+        if l.buckets.len() >= self.sweep_at {
             let now = Instant::now();
-            let rate = self.rate;
-            map.retain(|_, b| !b.is_full(rate, now));
+            l.buckets.retain(|_, b| !b.is_full(rate, now));
         }
-        map.entry(key.clone())
-            .or_insert_with(|| TokenBucket::full(self.rate))
-            .take(self.rate)
+        l.buckets
+            .entry(key.clone())
+            .or_insert_with(|| TokenBucket::full(rate))
+            .take(rate)
     }
 
     /// Puts back a token taken for `key` (the attempt turned out not to count).
     pub fn give_back(&self, key: &K) {
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = map.get_mut(key) {
-            b.tokens = (b.tokens + 1.0).min(self.rate.burst);
+        let mut l = self.lock();
+        let burst = l.rate.burst;
+        if let Some(b) = l.buckets.get_mut(key) {
+            b.tokens = (b.tokens + 1.0).min(burst);
+        }
+    }
+
+    pub fn rate(&self) -> Rate {
+        self.lock().rate
+    }
+
+    /// Changes the rate from now on.
+    pub fn set_rate(&self, rate: Rate) {
+        let mut l = self.lock();
+        l.rate = rate;
+        for b in l.buckets.values_mut() {
+            b.tokens = b.tokens.min(rate.burst);
         }
     }
 
     pub fn tracked(&self) -> usize {
-        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().buckets.len()
     }
 }
 

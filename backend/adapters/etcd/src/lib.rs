@@ -220,6 +220,10 @@ fn check_name(what: &str, name: &str) -> Result<()> {
 
 #[async_trait]
 impl Discovery for EtcdDiscovery {
+    fn config_updates(&self) -> Option<tokio::sync::watch::Receiver<HashMap<String, String>>> {
+        Some(self.watch_config())
+    }
+
     async fn register(&self, instance: &Instance) -> Result<()> {
         check_name("service", &instance.service)?;
         check_name("instance id", &instance.id)?;

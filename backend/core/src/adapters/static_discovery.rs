@@ -12,6 +12,8 @@ use crate::ports::{Discovery, Instance};
 #[derive(Default)]
 pub struct StaticDiscovery {
     inner: Mutex<Inner>,
+    /// Config values, published on every `set_config` (dynamic config in one process).
+    updates: std::sync::OnceLock<tokio::sync::watch::Sender<HashMap<String, String>>>,
 }
 
 #[derive(Default)]
@@ -42,6 +44,15 @@ impl StaticDiscovery {
             }
         }
         d
+    }
+}
+
+impl StaticDiscovery {
+    fn updates(&self) -> &tokio::sync::watch::Sender<HashMap<String, String>> {
+        self.updates.get_or_init(|| {
+            let now = self.inner.lock().expect("discovery lock").config.clone();
+            tokio::sync::watch::Sender::new(now)
+        })
     }
 }
 
@@ -85,11 +96,16 @@ impl Discovery for StaticDiscovery {
     }
 
     async fn set_config(&self, key: &str, value: &str) -> Result<()> {
-        self.inner
-            .lock()
-            .expect("discovery lock")
-            .config
-            .insert(key.to_string(), value.to_string());
+        let all = {
+            let mut inner = self.inner.lock().expect("discovery lock");
+            inner.config.insert(key.to_string(), value.to_string());
+            inner.config.clone()
+        };
+        self.updates().send_replace(all);
         Ok(())
+    }
+
+    fn config_updates(&self) -> Option<tokio::sync::watch::Receiver<HashMap<String, String>>> {
+        Some(self.updates().subscribe())
     }
 }

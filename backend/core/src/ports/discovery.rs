@@ -22,4 +22,11 @@ pub trait Discovery: Send + Sync + 'static {
     /// A dynamic configuration value.
     async fn config(&self, key: &str) -> Result<Option<String>>;
     async fn set_config(&self, key: &str, value: &str) -> Result<()>;
+    /// Every dynamic configuration value, kept current (see [`crate::dynamic`]); `None`
+    /// when the adapter cannot follow changes.
+    fn config_updates(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<std::collections::HashMap<String, String>>> {
+        None
+    }
 }

@@ -51,6 +51,12 @@ fn main() -> anyhow::Result<()> {
             config.logic.retry_budget(),
             &signal,
         );
+        // settings changed in etcd (`{prefix}/config/<key>`) apply without a restart
+        let dynamic = tokio::spawn(ringchat_core::dynamic::follow(
+            discovery.clone(),
+            vec![logic.clone() as Arc<dyn ringchat_core::dynamic::Reconfigure>],
+            signal.clone(),
+        ));
         let resync = {
             let (logic, signal) = (logic.clone(), signal.clone());
             tokio::spawn(async move { logic.run_presence_resync(signal).await })
@@ -69,6 +75,7 @@ fn main() -> anyhow::Result<()> {
             let _ = c.await;
         }
         let _ = resync.await;
+        let _ = dynamic.await;
         served?;
         tracing::info!("im-logic stopped");
         Ok(())

@@ -4,14 +4,17 @@
 //! (sends, fan-out, presence); this module holds the service and the [`LogicApi`] entry
 //! points, each a call into one of them.
 
-use crate::api::LogicApi;
-use crate::auth::{Passwords, TokenKeys};
+use std::time::Duration;
+
 use async_trait::async_trait;
+use ringchat_core::dynamic::Reconfigure;
 use ringchat_core::ids::now_ms;
 use ringchat_core::limits::{KeyedLimiter, Rate};
 use ringchat_core::{Config, Error, Ports, Result};
 use ringchat_proto as pb;
-use std::time::Duration;
+
+use crate::api::LogicApi;
+use crate::auth::{Passwords, TokenKeys};
 
 mod routing;
 mod rules;
@@ -24,7 +27,8 @@ pub struct LogicService {
     token_ttl_secs: i64,
     session_ttl: Duration,
     presence_ttl: Duration,
-    large_group_threshold: i64,
+    /// Dynamic (see [`ringchat_core::dynamic`]).
+    large_group_threshold: std::sync::atomic::AtomicI64,
     max_content_bytes: usize,
     /// Sends per user, over all of the user's connections and HTTP.
     user_sends: KeyedLimiter<i64>,
@@ -68,7 +72,9 @@ impl LogicService {
             token_ttl_secs: config.auth.token_ttl_secs as i64,
             session_ttl: config.cache.session_ttl(),
             presence_ttl: config.cache.presence_ttl(),
-            large_group_threshold: i64::from(config.logic.large_group_threshold),
+            large_group_threshold: std::sync::atomic::AtomicI64::new(i64::from(
+                config.logic.large_group_threshold,
+            )),
             max_content_bytes: config.logic.max_content_bytes,
             user_sends: KeyedLimiter::new(Rate::new(
                 f64::from(config.logic.user_sends_per_sec),
@@ -77,8 +83,70 @@ impl LogicService {
         })
     }
 
+    /// Groups with more members than this fan out through im-task.
+    pub fn large_group_threshold(&self) -> i64 {
+        self.large_group_threshold
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn ports(&self) -> &Ports {
         &self.ports
+    }
+}
+
+/// The settings im-logic takes from discovery without a restart.
+impl Reconfigure for LogicService {
+    fn reconfigure(&self, key: &str, value: &str) -> Result<bool> {
+        use ringchat_core::dynamic::number;
+        let per_minute = |l: &KeyedLimiter<String>, per_min: Option<u32>, burst: Option<u32>| {
+            let r = l.rate();
+            l.set_rate(Rate::per_minute(
+                per_min.map(f64::from).unwrap_or(r.per_sec * 60.0),
+                burst.map(f64::from).unwrap_or(r.burst),
+            ));
+        };
+        match key {
+            "logic.large_group_threshold" => self.large_group_threshold.store(
+                i64::from(number::<u32>(key, value, 1..=10_000_000)?),
+                std::sync::atomic::Ordering::Relaxed,
+            ),
+            "logic.user_sends_per_sec" => {
+                let r = self.user_sends.rate();
+                self.user_sends.set_rate(Rate::new(
+                    f64::from(number::<u32>(key, value, 1..=1_000_000)?),
+                    r.burst,
+                ));
+            }
+            "logic.user_sends_burst" => {
+                let r = self.user_sends.rate();
+                self.user_sends.set_rate(Rate::new(
+                    r.per_sec,
+                    f64::from(number::<u32>(key, value, 1..=1_000_000)?),
+                ));
+            }
+            "auth.login_failures_per_minute" => per_minute(
+                &self.login_names,
+                Some(number(key, value, 1..=1_000_000)?),
+                None,
+            ),
+            "auth.login_failures_burst" => per_minute(
+                &self.login_names,
+                None,
+                Some(number(key, value, 1..=1_000_000)?),
+            ),
+            "auth.login_address_per_minute" => per_minute(
+                &self.login_addrs,
+                Some(number(key, value, 1..=1_000_000)?),
+                None,
+            ),
+            "auth.login_address_burst" => per_minute(
+                &self.login_addrs,
+                None,
+                Some(number(key, value, 1..=1_000_000)?),
+            ),
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 }
 
@@ -181,5 +249,69 @@ pub(super) async fn presence_or_unknown(
     match cache.presence(users).await {
         Err(e) if e.is_retryable() => Ok(Default::default()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ringchat_core::dynamic::{follow, Reconfigure};
+    use ringchat_core::shutdown::Shutdown;
+    use ringchat_core::testkit::eventually;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn settings_set_in_discovery_apply_without_a_restart() {
+        let mut config = Config::default();
+        config.store.url = "sqlite::memory:".into();
+        config.auth.jwt_secret = ringchat_core::config::Secret::new("0123456789abcdef0123");
+        let ports = ringchat_wiring::embedded(&config).await.unwrap();
+        let logic = Arc::new(LogicService::new(&config, ports.clone()).unwrap());
+        let (stop, signal) = Shutdown::new();
+        let task = tokio::spawn(follow(
+            ports.discovery.clone(),
+            vec![logic.clone() as Arc<dyn Reconfigure>],
+            signal,
+        ));
+        assert_eq!(logic.large_group_threshold(), 500);
+        let d = ports.discovery.clone();
+        d.set_config("logic.large_group_threshold", "3")
+            .await
+            .unwrap();
+        d.set_config("logic.user_sends_per_sec", "7").await.unwrap();
+        d.set_config("auth.login_failures_burst", "2")
+            .await
+            .unwrap();
+        eventually("the threshold applied", Duration::from_secs(5), || async {
+            (logic.large_group_threshold() == 3).then_some(())
+        })
+        .await;
+        eventually("the send rate applied", Duration::from_secs(5), || async {
+            (logic.user_sends.rate().per_sec == 7.0).then_some(())
+        })
+        .await;
+        eventually(
+            "the login burst applied",
+            Duration::from_secs(5),
+            || async { (logic.login_names.rate().burst == 2.0).then_some(()) },
+        )
+        .await;
+        // a refused value leaves the setting as it was
+        d.set_config("logic.large_group_threshold", "0")
+            .await
+            .unwrap();
+        d.set_config("logic.user_sends_burst", "9").await.unwrap();
+        eventually(
+            "the next good value applied",
+            Duration::from_secs(5),
+            || async { (logic.user_sends.rate().burst == 9.0).then_some(()) },
+        )
+        .await;
+        assert_eq!(logic.large_group_threshold(), 3);
+        stop.trigger();
+        task.await.unwrap();
     }
 }

@@ -2,6 +2,8 @@
 //! fan-out to the gateways of online recipients (through im-task for large
 //! conversations), presence and its announcements.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use pb::downstream_batch::Body;
 use prost::Message as _;
@@ -10,7 +12,6 @@ use ringchat_core::model::GATEWAY_SERVICE;
 use ringchat_core::ports::Endpoint;
 use ringchat_core::{Error, ErrorCode, Result};
 use ringchat_proto as pb;
-use std::collections::HashSet;
 
 use super::LogicService;
 
@@ -18,7 +19,7 @@ impl LogicService {
     pub(crate) fn is_large(&self, meta: &pb::ConversationMeta) -> bool {
         meta.r#type == pb::ConversationType::World as i32
             || (meta.r#type == pb::ConversationType::Group as i32
-                && meta.member_count > self.large_group_threshold)
+                && meta.member_count > self.large_group_threshold())
     }
 
     /// Delivers a stored message to its online recipients (the sending connection
@@ -54,7 +55,7 @@ impl LogicService {
         } else {
             self.ports
                 .store
-                .member_ids(&meta.conversation_id, 0, self.large_group_threshold + 1)
+                .member_ids(&meta.conversation_id, 0, self.large_group_threshold() + 1)
                 .await?
         };
         let located = fanout::locate_or_everywhere(

@@ -1,16 +1,18 @@
 //! Accounts and sessions: registration, login (bounded password hashing, throttles),
 //! guests, tokens (issue, verify, revoke) and the session and revocation cache.
 
-use crate::auth::{new_jti, Claims};
+use std::time::Duration;
+
 use bytes::Bytes;
 use pb::downstream_batch::Body;
 use prost::Message as _;
 use rand::Rng;
 use ringchat_core::fanout::{self, send_downstream};
-use ringchat_core::model::{self};
+use ringchat_core::model;
 use ringchat_core::{Error, ErrorCode, Result};
 use ringchat_proto as pb;
-use std::time::Duration;
+
+use crate::auth::{new_jti, Claims};
 
 use super::{char_len, now_secs, LogicService};
 
