@@ -35,7 +35,9 @@ USAGE:
 
 RUN OPTIONS:
     --scenario FILE      scenario TOML (see perf/scenarios/)
-    --target HOST:PORT   the server's HTTP/WebSocket address
+    --target HOST:PORT   the server's HTTP/WebSocket address; several, comma-separated, spread
+                         the connections over them round-robin (the distributed profile's
+                         gateways); accounts are provisioned through the first
     --set KEY=VALUE      override a scenario field (repeatable), e.g. --set connections=500
     --label NAME         name of the server in reports (default: ringchat, or peer)
     --peer               the target is a peer server: no accounts, tokens u<i>, join frames
@@ -156,10 +158,13 @@ fn cmd_run(args: &Args) -> anyhow::Result<()> {
         );
         scenario.processes = needed;
     }
-    let target = resolve(
-        args.get("--target")
-            .context("--target HOST:PORT is required")?,
-    )?;
+    let targets = args
+        .get("--target")
+        .context("--target HOST:PORT is required")?
+        .split(',')
+        .map(|t| resolve(t.trim()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let target = targets[0];
     let peer = args.flag("--peer");
     let label = args
         .get("--label")
@@ -196,6 +201,14 @@ fn cmd_run(args: &Args) -> anyhow::Result<()> {
             }
         }
         None => plan::build(&scenario, target, peer, &|m| eprintln!("[plan] {m}"))?,
+    };
+    let plan = plan::Plan {
+        targets: if targets.len() > 1 {
+            targets
+        } else {
+            Vec::new()
+        },
+        ..plan
     };
     if let Some(p) = &reuse {
         std::fs::write(p, serde_json::to_string(&plan)?)?;

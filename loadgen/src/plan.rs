@@ -42,7 +42,12 @@ pub struct RoomPlan {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub scenario: Scenario,
+    /// Where accounts and rooms are provisioned (the first `--target`).
     pub target: SocketAddr,
+    /// Every gateway connections go to, round-robin by connection index (several
+    /// `--target`s: the distributed profile's gateways); empty = `target` alone.
+    #[serde(default)]
+    pub targets: Vec<SocketAddr>,
     /// A peer server: no accounts, `join` frames instead.
     pub peer: bool,
     pub conns: Vec<ConnPlan>,
@@ -52,6 +57,17 @@ pub struct Plan {
     /// rerun's messages are new messages, not idempotent resends of the last run's.
     #[serde(default)]
     pub run_id: String,
+}
+
+impl Plan {
+    /// The gateway connection `c` goes to.
+    pub fn target_of(&self, c: usize) -> SocketAddr {
+        if self.targets.is_empty() {
+            self.target
+        } else {
+            self.targets[c % self.targets.len()]
+        }
+    }
 }
 
 /// A blocking HTTP/1.1 request to the server's API.
@@ -275,6 +291,7 @@ pub fn build(
     Ok(Plan {
         scenario: s.clone(),
         target,
+        targets: Vec::new(),
         peer,
         conns,
         senders,

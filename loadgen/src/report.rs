@@ -121,7 +121,11 @@ pub fn summarize(
     json!({
         "label": label,
         "scenario": s,
-        "target": plan.target.to_string(),
+        "target": if plan.targets.is_empty() {
+            plan.target.to_string()
+        } else {
+            plan.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",")
+        },
         "command": command,
         "connections": {
             "ok": r.connected,

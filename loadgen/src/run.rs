@@ -292,7 +292,8 @@ async fn thread_async(
         }
         let t0 = now_ns();
         let conn = &plan.conns[*c];
-        let stream = connect_std(plan.target, *c, s.source_addrs).and_then(TcpStream::from_std);
+        let stream =
+            connect_std(plan.target_of(*c), *c, s.source_addrs).and_then(TcpStream::from_std);
         let mut stream = match stream {
             Ok(st) => st,
             Err(e) => {
@@ -301,7 +302,7 @@ async fn thread_async(
                 continue;
             }
         };
-        match handshake(&mut stream, plan.target, &conn.token).await {
+        match handshake(&mut stream, plan.target_of(*c), &conn.token).await {
             Ok(leftover) => {
                 stats
                     .borrow_mut()
