@@ -437,10 +437,14 @@ fn with_a_fixed_secret_a_token_does_not_outlive_its_account() {
     // the operator keeps the secret but wipes the data: "user 1" is someone else now
     let mut sys = System::start();
     let old = sys.user("first");
-    let db = sys.db.clone();
     sys.shutdown();
     drop(sys);
-    std::fs::remove_dir_all(db.parent().unwrap()).unwrap();
+    // wiped data = a new, empty database (not the old path: the old pool's SQLite
+    // connections close on their own threads and may unlink a WAL file by name after
+    // the new database made its own there)
+    let db = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(ringchat_core::testkit::unique("wiped"))
+        .join("ringchat.db");
     let sys = System::start_on(db, &[]);
     let newcomer = sys.user("second");
     assert_eq!(newcomer.id, old.id, "the new account got the old id");
