@@ -17,7 +17,8 @@
 # a service that exists, every ringchat service is built from deploy/docker/Dockerfile;
 # Kubernetes: kustomization.yaml lists every manifest but the secret template, each
 # workload's selector matches its pods, each ringchat container has requests and limits, a
-# command, probes on named ports it declares (gateways: HTTP /healthz and /readyz), reads
+# command, probes on named ports it declares (every service: HTTP /healthz and /readyz on its
+# port named admin), reads
 # only the ConfigMap and Secret keys that exist, and every Service and PodDisruptionBudget
 # selects some pods. The names of RINGCHAT_* variables and of the binaries in these files
 # are checked against the code by `cargo test -p ringchat-core --test deploy_files`.
@@ -237,7 +238,8 @@ for f, d in workloads:
             ref = (env.get("valueFrom") or {}).get("secretKeyRef")
             if ref and ref["key"] not in secret_keys.get(ref["name"], set()):
                 problem(cw, f"reads key {ref['key']} of Secret {ref['name']}, which the template lacks")
-        gateway = "im-gateway" in (c.get("command") or [])
+        # every ringchat service has an admin port: /healthz and /readyz (README.md)
+        service = any(b in (c.get("command") or []) for b in ("im-gateway", "im-logic", "im-repo", "im-task"))
         for probe in ("livenessProbe", "readinessProbe"):
             p = c.get(probe)
             if not named:
@@ -250,7 +252,7 @@ for f, d in workloads:
             target = (p.get("httpGet") or p.get("tcpSocket") or {}).get("port")
             if target not in named:
                 problem(cw, f"{probe} probes port {target!r}, not one of its named ports {sorted(named)}")
-            if gateway:
+            if service:
                 want = "/healthz" if probe == "livenessProbe" else "/readyz"
                 if (p.get("httpGet") or {}).get("path") != want or target != "admin":
                     problem(cw, f"{probe} should be httpGet {want} on the admin port")

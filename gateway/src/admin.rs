@@ -61,11 +61,17 @@ async fn route(core: &Rc<Core>, req: &Request) -> Response {
                 ),
             }
         }
-        ("GET", "/metrics") => Response::text(
-            200,
-            "text/plain; version=0.0.4",
-            core.gateway_metrics.render(),
-        ),
+        ("GET", "/metrics") => {
+            // measured and written on the tokio side: consumer lag asks the bus (a broker
+            // round trip), which a core never waits on itself
+            let exported = core.exported.clone();
+            let text = core
+                .bridge
+                .call(move |_| async move { Ok(exported.scrape().await) })
+                .await
+                .unwrap_or_else(|_| core.exported.encode());
+            Response::text(200, ringchat_observe::CONTENT_TYPE, text)
+        }
         _ => {
             core.metrics.error(ErrorCode::NotFound);
             Response::error(&Error::new(

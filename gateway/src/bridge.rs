@@ -4,7 +4,8 @@
 //! [`LogicApi`] of the embedded profile, or the tonic client of the distributed one) need a
 //! tokio runtime. A core hands a closure to [`Bridge::call`], which spawns it
 //! on the tokio runtime and awaits the answer over a oneshot channel (tokio's sync
-//! primitives are runtime-agnostic wakers, safe to await on monoio).
+//! primitives are runtime-agnostic wakers, safe to await on monoio). A call takes the
+//! caller's trace id and span along ([`ringchat_core::trace::carried`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,7 +34,8 @@ impl Bridge {
         T: Send + 'static,
     {
         let logic = self.logic.clone();
-        match self.rt.spawn(async move { f(logic).await }).await {
+        let call = ringchat_core::trace::carried(async move { f(logic).await });
+        match self.rt.spawn(call).await {
             Ok(r) => r,
             Err(e) if e.is_panic() => {
                 tracing::error!(error = %e, "backend call panicked");
@@ -50,10 +52,10 @@ impl Bridge {
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
         let logic = self.logic.clone();
-        self.rt.spawn(async move {
+        self.rt.spawn(ringchat_core::trace::carried(async move {
             if let Err(e) = f(logic).await {
                 tracing::warn!(error = %e, what, "backend call failed");
             }
-        });
+        }));
     }
 }

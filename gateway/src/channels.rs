@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use ringchat_core::trace::TraceId;
 use ringchat_proto as pb;
 
 /// Work for a core, from the dispatcher.
@@ -39,7 +40,8 @@ pub enum DirEvent {
 /// through one channel, so an `Up` always precedes the events routed because of it.
 pub enum DispatchMsg {
     Dir(DirEvent),
-    Event(pb::DownstreamBatch),
+    /// An event and the trace id its record carried (for the dispatcher's log lines).
+    Event(pb::DownstreamBatch, Option<TraceId>),
 }
 
 /// Connection ids carry their core in the top 16 bits.

@@ -31,6 +31,8 @@ pub struct Core {
     pub bridge: Bridge,
     pub metrics: Arc<CoreMetrics>,
     pub gateway_metrics: Arc<GatewayMetrics>,
+    /// The registry the admin port serves (`/metrics`).
+    pub exported: Arc<ringchat_observe::Metrics>,
     pub dir_tx: mpsc::Sender<DispatchMsg>,
     pub upstream_tx: mpsc::Sender<pb::UpstreamMessage>,
     /// Caps on connections and requests, shared by all cores.
@@ -54,6 +56,7 @@ pub struct CoreDeps {
     pub config: GatewayConfig,
     pub bridge: Bridge,
     pub gateway_metrics: Arc<GatewayMetrics>,
+    pub exported: Arc<ringchat_observe::Metrics>,
     pub dir_tx: mpsc::Sender<DispatchMsg>,
     pub upstream_tx: mpsc::Sender<pb::UpstreamMessage>,
     pub limits: Arc<Limits>,
@@ -68,6 +71,7 @@ impl Core {
             bridge: d.bridge,
             metrics: d.gateway_metrics.cores[d.index].clone(),
             gateway_metrics: d.gateway_metrics,
+            exported: d.exported,
             dir_tx: d.dir_tx,
             upstream_tx: d.upstream_tx,
             limits: d.limits,

@@ -2,13 +2,16 @@
 //! It reaches the cores only through the channels of [`crate::channels`].
 //!
 //! - one **upstream publisher** per core: publishes the core's client sends, in order, to
-//!   `im-upstream-topic`;
+//!   `im-upstream-topic`, each with its trace id as the record's `trace-id` header;
 //! - the **downstream consumer**: reads `im-downstream-topic-{gateway_id}`;
 //! - the **dispatcher**: owns the directory (user -> cores holding a connection of that
 //!   user, fed by the cores' Up/Down events through the same channel as the downstream
 //!   events, so an Up always precedes the events routed because of it), encodes each event
 //!   into a WebSocket frame ONCE, and hands `(frame, recipients)` to the cores that hold a
 //!   recipient.
+//!
+//! Trace ids cost nothing per recipient: the dispatcher names an event's trace id in its
+//! (debug and warning) lines as a plain field, and frames carry none.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,9 +20,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pb::downstream_batch::Body;
 use prost::Message as _;
-use ringchat_core::consume::{consume, Handled};
+use ringchat_core::consume::{consume, Handled, Incoming};
 use ringchat_core::ports::Bus;
 use ringchat_core::shutdown::ShutdownSignal;
+use ringchat_core::trace::{self, TraceId};
 use ringchat_core::ErrorCode;
 use ringchat_proto as pb;
 use tokio::sync::mpsc;
@@ -39,17 +43,35 @@ pub async fn run_upstream_publisher(
     while let Some(up) = rx.recv().await {
         metrics.pending_sends.fetch_add(1, Relaxed);
         let payload = Bytes::from(up.encode_to_vec());
-        match bus
-            .publish(pb::topics::UPSTREAM, up.conversation_id.as_bytes(), payload)
-            .await
-        {
+        let trace_id = TraceId::parse(&up.trace_id);
+        let published = match trace_id {
+            Some(id) => {
+                let hex = id.hex();
+                let headers = [(trace::HEADER, hex.as_bytes())];
+                let key = up.conversation_id.as_bytes();
+                bus.publish_with_headers(pb::topics::UPSTREAM, key, payload, &headers)
+                    .await
+            }
+            None => {
+                bus.publish(pb::topics::UPSTREAM, up.conversation_id.as_bytes(), payload)
+                    .await
+            }
+        };
+        match published {
             Ok(()) => {
                 metrics.upstream_published.fetch_add(1, Relaxed);
+                tracing::debug!(
+                    trace_id = %up.trace_id,
+                    conn_id = up.conn_id,
+                    conversation_id = %up.conversation_id,
+                    temp_message_id = %up.temp_message_id,
+                    "send published"
+                );
             }
             Err(e) => {
                 metrics.send_answered();
                 metrics.upstream_failed.fetch_add(1, Relaxed);
-                tracing::warn!(error = %e, conn_id = up.conn_id, "upstream publish failed");
+                tracing::warn!(error = %e, trace_id = %up.trace_id, conn_id = up.conn_id, "upstream publish failed");
                 let f = ServerEvent::Error {
                     code: ErrorCode::Unavailable.ws_code(),
                     message: "the message bus is unavailable: resend shortly",
@@ -83,12 +105,13 @@ pub async fn run_downstream_consumer(
         &format!("gateway-{gateway_id}"),
         512,
         shutdown,
-        |batch: Vec<pb::DownstreamBatch>| {
+        |batch: Vec<Incoming<pb::DownstreamBatch>>| {
             let (tx, metrics) = (&tx, &metrics);
             async move {
                 for b in batch {
                     metrics.downstream_events.fetch_add(1, Relaxed);
-                    if tx.send(DispatchMsg::Event(b)).await.is_err() {
+                    let event = DispatchMsg::Event(b.message, b.trace_id);
+                    if tx.send(event).await.is_err() {
                         return Handled::Stop;
                     }
                 }
@@ -176,12 +199,15 @@ pub async fn run_dispatcher(
                     }
                 }
             }
-            DispatchMsg::Event(batch) => {
+            DispatchMsg::Event(batch, trace_id) => {
                 let Some(body) = batch.body else { continue };
+                let trace_id = trace_id.map(tracing::field::display);
                 if !redeliveries.first_time(&body) {
                     metrics.redeliveries_dropped.fetch_add(1, Relaxed);
+                    tracing::debug!(trace_id, event = %kind(&body), "redelivered event dropped");
                     continue;
                 }
+                tracing::debug!(trace_id, event = %kind(&body), "event received");
                 let routed = route(body, &metrics);
                 match routed {
                     Routed::Users {
@@ -268,6 +294,18 @@ enum Routed {
     Nothing,
 }
 
+/// An event's kind, for log lines.
+fn kind(body: &Body) -> &'static str {
+    match body {
+        Body::NewMessage(_) => "new-message",
+        Body::Ack(_) => "ack",
+        Body::Error(_) => "error",
+        Body::Presence(_) => "presence",
+        Body::Revoked(_) => "token-revoked",
+        Body::Resync(_) => "presence-resync",
+    }
+}
+
 /// Encodes an event into its client frame, once.
 fn route(body: Body, metrics: &GatewayMetrics) -> Routed {
     match body {
@@ -320,6 +358,7 @@ fn route(body: Body, metrics: &GatewayMetrics) -> Routed {
                 "friend-online" => ServerEvent::FriendOnline { user_id, online },
                 "group-member-online" => ServerEvent::GroupMemberOnline { user_id, online },
                 other => {
+                    // presence changes are on no message's path: they have no trace id
                     tracing::warn!(event = other, "unknown presence event dropped");
                     return Routed::Nothing;
                 }

@@ -58,6 +58,11 @@ impl Embedded {
             follow.await;
             Ok(())
         }));
+        // the backend's figures, served on the gateway's admin port with its own
+        let mut metrics = ringchat_observe::Metrics::new();
+        im_logic::metrics::register(&mut metrics);
+        im_task::metrics::register(&task, &mut metrics);
+        metrics.cache_health(ports.cache_health.clone());
         workers.push(tokio::spawn(im_task::run(task, signal)));
         let gateway = Gateway::start(
             &config.gateway,
@@ -67,6 +72,7 @@ impl Embedded {
                 logic: logic.clone(),
                 bus: ports.bus.clone(),
                 discovery: ports.discovery.clone(),
+                metrics,
             },
         )
         .await?;

@@ -38,6 +38,10 @@ pub struct Backend {
     pub logic: Arc<dyn LogicApi>,
     pub bus: Arc<dyn Bus>,
     pub discovery: Arc<dyn Discovery>,
+    /// What the admin port's `/metrics` serves beside the gateway's own figures (the
+    /// embedded profile adds its backend's); the gateway adds its counters, the process's
+    /// figures and its bus's consumer lag.
+    pub metrics: ringchat_observe::Metrics,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +132,12 @@ impl Gateway {
         let addr = listeners[0].local_addr()?;
         let admin_addr = admin.local_addr()?;
         let metrics = Arc::new(GatewayMetrics::new(workers, driver.name(), gateway_id));
+        let exported = {
+            let mut m = backend.metrics;
+            metrics.register(&mut m);
+            m.process().bus_lag(backend.bus.clone());
+            Arc::new(m)
+        };
         let open_files = limits::raise_open_file_limit();
         let limits = Limits::new(config, open_files);
         tracing::info!(
@@ -189,6 +199,7 @@ impl Gateway {
                 config: config.clone(),
                 bridge: bridge.clone(),
                 gateway_metrics: metrics.clone(),
+                exported: exported.clone(),
                 dir_tx: dispatch_tx.clone(),
                 upstream_tx,
                 limits: limits.clone(),

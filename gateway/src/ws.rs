@@ -439,7 +439,8 @@ fn on_send(core: &Rc<Core>, conn: &Rc<Conn>, m: SendMessage) {
         .unwrap_or_else(|| format!("auto-{}-{}", core.gateway_id, next_auto_id(conn)));
     let now = ringchat_core::ids::now_ms();
     let up = pb::UpstreamMessage {
-        trace_id: format!("{}-{now}", conn.id),
+        // the send's trace id: it travels with the message through every service
+        trace_id: ringchat_core::trace::TraceId::random().to_string(),
         user_id: conn.user_id(),
         gateway_id: core.gateway_id.clone(),
         conn_id: conn.id,

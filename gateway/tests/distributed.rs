@@ -88,6 +88,8 @@ struct Proc {
 struct Cluster {
     name: String,
     env: Vec<(String, String)>,
+    /// Processes that log JSON (`RINGCHAT_LOG__FORMAT=json`) instead of text.
+    json_logs: Vec<String>,
     dir: PathBuf,
     procs: BTreeMap<String, Proc>,
     gateways: BTreeMap<String, SocketAddr>,
@@ -100,6 +102,12 @@ impl Cluster {
     /// im-repo, im-logic, im-task, gw-1 and gw-2 of a new cluster; `own_redis` gives it a
     /// private redis-server (which the test may stop and start).
     fn start(own_redis: bool) -> Cluster {
+        Cluster::start_logging(own_redis, "info", &[])
+    }
+
+    /// As [`Cluster::start`], every process logging by `rust_log` (`RUST_LOG`), and those
+    /// named in `json` as JSON lines.
+    fn start_logging(own_redis: bool, rust_log: &str, json: &[&str]) -> Cluster {
         let mysql = engine("RINGCHAT_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306");
         let etcd = engine("RINGCHAT_TEST_ETCD_URL", "http://127.0.0.1:2379");
         let kafka = engine("RINGCHAT_TEST_KAFKA_BROKERS", "127.0.0.1:9092");
@@ -154,7 +162,11 @@ impl Cluster {
             ("RINGCHAT_GATEWAY__SHUTDOWN_GRACE_SECS", "2".into()),
             ("RINGCHAT_LOGIC__RETRY_BUDGET_SECS", "60".into()),
             ("RINGCHAT_RUNTIME__WORKER_THREADS", "2".into()),
-            ("RUST_LOG", "info".into()),
+            // admin ports picked by the kernel (each service logs its own)
+            ("RINGCHAT_LOGIC__ADMIN_LISTEN", "127.0.0.1:0".into()),
+            ("RINGCHAT_REPO__ADMIN_LISTEN", "127.0.0.1:0".into()),
+            ("RINGCHAT_TASK__ADMIN_LISTEN", "127.0.0.1:0".into()),
+            ("RUST_LOG", rust_log.into()),
             ("NO_COLOR", "1".into()),
         ]
         .into_iter()
@@ -163,6 +175,7 @@ impl Cluster {
         let mut c = Cluster {
             name,
             env,
+            json_logs: json.iter().map(|n| n.to_string()).collect(),
             dir,
             procs: BTreeMap::new(),
             gateways: BTreeMap::new(),
@@ -209,6 +222,9 @@ impl Cluster {
             env.last_mut().unwrap().1 = name.to_string();
         }
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        if self.json_logs.iter().any(|n| n == name) {
+            env.push(("RINGCHAT_LOG__FORMAT".into(), "json".into()));
+        }
         self.launch(name, bin, env);
     }
 
@@ -358,6 +374,60 @@ impl Cluster {
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until `name`'s log has a line containing every one of `parts`; returns it.
+    fn wait_for_line(&self, name: &str, parts: &[&str]) -> String {
+        let end = Instant::now() + WAIT;
+        loop {
+            let log = std::fs::read_to_string(&self.procs[name].log).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < end,
+                "{name} never logged a line with {parts:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `name`'s admin port, as it logged it.
+    fn admin(&self, name: &str) -> Http {
+        let marker = if self.procs[name].bin == "im-gateway" {
+            "admin_addr="
+        } else {
+            "admin listening addr="
+        };
+        let line = self.wait_for_line(name, &[marker]);
+        let addr = line.split(marker).nth(1).unwrap().split_whitespace().next();
+        Http {
+            addr: addr.unwrap().parse().expect("an admin address"),
+            token: None,
+        }
+    }
+
+    /// Scrapes `name`'s metrics until a sample line starts with each of `prefixes`.
+    fn wait_for_metrics(&self, name: &str, prefixes: &[String]) -> String {
+        let admin = self.admin(name);
+        let end = Instant::now() + WAIT;
+        loop {
+            let r = admin.get("/metrics");
+            let missing: Vec<&String> = prefixes
+                .iter()
+                .filter(|p| !r.text.lines().any(|l| l.starts_with(p.as_str())))
+                .collect();
+            if r.status == 200 && missing.is_empty() {
+                return r.text;
+            }
+            assert!(
+                Instant::now() < end,
+                "{name}'s metrics lack {missing:?}:\n{}",
+                r.text
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -519,6 +589,107 @@ fn users_on_two_gateways_chat_alone_in_a_group_and_in_the_world() {
     wa.ack("g2");
     assert_eq!(wb.new_message(&group)["content"], "through im-task");
     assert_eq!(wc.new_message(&group)["content"], "through im-task");
+}
+
+/// The 16 hex digits after `trace_id=` in a text log line.
+fn trace_id_in(line: &str) -> String {
+    let id: String = line
+        .split("trace_id=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no trace_id in {line:?}"))
+        .chars()
+        .take(16)
+        .collect();
+    assert!(
+        id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        "a trace id is 16 hex digits: {line:?}"
+    );
+    id
+}
+
+#[test]
+fn a_trace_id_follows_each_message_through_kafka_and_grpc_into_every_log() {
+    // the per-message lines are at debug level; im-repo logs JSON
+    let cluster = Cluster::start_logging(
+        false,
+        "info,im_gateway::dispatch=debug,im_logic=debug,im_task=debug,ringchat_core::trace=debug",
+        &["im-repo"],
+    );
+    let a = cluster.user("gw-1", "tracer");
+    let b = cluster.user("gw-2", "traced");
+    let (mut wa, mut wb) = (a.ws(), b.ws());
+
+    // a WebSocket send to the world room: gateway -> Kafka -> im-logic -> Kafka -> im-task
+    // -> Kafka -> both gateways, the trace id in the record headers all the way
+    wa.send("world", "traced through the world", "trace-w1");
+    wa.ack("trace-w1");
+    wb.new_message("world");
+    let published = cluster.wait_for_line("gw-1", &["send published", "temp_message_id=trace-w1"]);
+    let id = trace_id_in(&published);
+    let span = format!("message{{trace_id={id}}}");
+    cluster.wait_for_line(
+        "im-logic",
+        &[&span, "send received", "temp_message_id=trace-w1"],
+    );
+    cluster.wait_for_line("im-logic", &[&span, "send stored"]);
+    cluster.wait_for_line("im-logic", &[&span, "fan-out handed to im-task"]);
+    cluster.wait_for_line("im-task", &[&span, "task received", "world fan-out"]);
+    let traced = format!("trace_id={id}");
+    cluster.wait_for_line("gw-1", &["event received", &traced, "event=ack"]);
+    cluster.wait_for_line("gw-2", &["event received", &traced, "event=new-message"]);
+
+    // an HTTP send: the response names its trace id, which goes gateway -(gRPC)-> im-logic
+    // -(gRPC)-> im-repo, and on the Kafka record of the delivery to the other gateway
+    let single = b.single_with(&a);
+    let r = b.http().post(
+        "/api/messages",
+        &json!({"conversationId": single, "content": "traced over http", "messageType": "text"}),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r
+        .header("x-trace-id")
+        .expect("an API response names its trace id")
+        .to_string();
+    assert!(
+        id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert_eq!(wa.new_message(&single)["content"], "traced over http");
+    let span = format!("rpc{{trace_id={id} path=/ringchat.v1.Logic/SendMessage}}");
+    cluster.wait_for_line("im-logic", &[&span, "rpc received"]);
+    cluster.wait_for_line(
+        "gw-1",
+        &[
+            "event received",
+            &format!("trace_id={id}"),
+            "event=new-message",
+        ],
+    );
+    // im-repo's JSON lines: the append of that message ran in the trace
+    let end = Instant::now() + WAIT;
+    loop {
+        let log = std::fs::read_to_string(&cluster.procs["im-repo"].log).unwrap();
+        // every whole line is one JSON object (the last may be half written yet)
+        let lines: Vec<serde_json::Value> = log
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+            .collect();
+        let appended = lines.iter().any(|l| {
+            l["message"] == "rpc received"
+                && l["span"]["trace_id"] == id.as_str()
+                && l["span"]["path"] == "/ringchat.v1.Repo/Append"
+        });
+        if appended {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "im-repo logged no append in trace {id}\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -709,6 +880,19 @@ fn messaging_survives_redis_stopping_and_starting() {
         let m = wb.new_message(&single);
         assert_eq!(m["content"].as_str(), Some(format!("during {i}").as_str()));
     }
+    // ... and says so on its admin port: still ready, degraded, in the body, a header and
+    // the gauge
+    let logic_admin = cluster.admin("im-logic");
+    let r = logic_admin.get("/readyz");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["status"], "degraded: cache unreachable",
+        "{}",
+        r.text
+    );
+    assert_eq!(r.header("x-ringchat-degraded"), Some("cache"));
+    let m = cluster.wait_for_metrics("im-logic", &["ringchat_cache_degraded 1".into()]);
+    assert!(!m.contains("\nringchat_cache_failures_total 0\n"), "{m}");
     cluster.private_redis = Some(start_redis(port, &cluster.dir.clone()));
     // a new connection registers its presence again; messages flow as before
     let c = cluster.user("gw-2", "z");
@@ -720,5 +904,87 @@ fn messaging_survives_redis_stopping_and_starting() {
     wa.send(&single, "after too", "r2");
     wa.ack("r2");
     wb.new_message(&single);
+    cluster.wait_for_metrics("im-logic", &["ringchat_cache_degraded 0".into()]);
+    assert_eq!(logic_admin.get("/readyz").body["status"], "ready");
     let _ = &mut cluster;
+}
+
+#[test]
+fn every_service_answers_health_readiness_and_metrics_on_its_admin_port() {
+    let cluster = Cluster::start(false);
+    let a = cluster.user("gw-1", "p");
+    let b = cluster.user("gw-2", "q");
+    let single = a.single_with(&b);
+    let (mut wa, mut wb) = (a.ws(), b.ws());
+    wa.send(&single, "measured", "m0");
+    wa.ack("m0");
+    wb.new_message(&single);
+
+    for name in ["im-repo", "im-logic", "im-task", "gw-1", "gw-2"] {
+        let admin = cluster.admin(name);
+        assert_eq!(admin.get("/healthz").status, 200, "{name}");
+        let r = admin.get("/readyz");
+        assert_eq!(r.status, 200, "{name}: {}", r.text);
+        assert_eq!(r.body["status"], "ready", "{name}: {}", r.text);
+    }
+    let checks = cluster.admin("im-logic").get("/readyz").body["checks"].clone();
+    for check in ["store", "bus", "discovery", "cache"] {
+        assert_eq!(checks[check], "ok", "{check}: {checks}");
+    }
+
+    // consumer lag is measured on Kafka per scrape, per partition of each group
+    let p = &cluster.name;
+    let lag = |topic: &str, group: &str| {
+        format!(
+            "ringchat_bus_consumer_lag{{topic=\"{p}.{topic}\",group=\"{p}.{group}\",partition=\""
+        )
+    };
+    let process = [
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+        "process_threads ",
+    ];
+    let expect: [(&str, Vec<String>); 4] = [
+        (
+            "im-repo",
+            vec![
+                "ringchat_grpc_server_requests_total{service=\"ringchat.v1.Repo\",method=\"Append\",code=\"OK\"}".into(),
+                "ringchat_grpc_server_request_duration_seconds_bucket{service=\"ringchat.v1.Repo\",method=\"Append\",le=\"+Inf\"}".into(),
+            ],
+        ),
+        (
+            "im-logic",
+            vec![
+                "ringchat_grpc_server_requests_total{service=\"ringchat.v1.Logic\",method=\"Login\",code=\"OK\"}".into(),
+                "ringchat_logic_upstream_messages_total ".into(),
+                "ringchat_cache_degraded 0".into(),
+                lag("im-upstream-topic", "im-logic"),
+            ],
+        ),
+        (
+            "im-task",
+            vec!["ringchat_task_fanouts_total ".into(), lag("im-task-topic", "im-task")],
+        ),
+        (
+            "gw-1",
+            vec![
+                "ringchat_gateway_connections{core=\"0\"}".into(),
+                "ringchat_gateway_upstream_published_total ".into(),
+                lag("im-downstream-topic-gw-1", "gateway-gw-1"),
+            ],
+        ),
+    ];
+    for (name, mut prefixes) in expect {
+        prefixes.extend(process.iter().map(|s| s.to_string()));
+        let text = cluster.wait_for_metrics(name, &prefixes);
+        if name == "im-logic" {
+            let sent: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("ringchat_logic_upstream_messages_total "))
+                .and_then(|v| v.parse().ok())
+                .unwrap();
+            assert!(sent >= 1.0, "{text}");
+        }
+    }
 }

@@ -440,3 +440,38 @@ fn cors_origins_can_be_restricted() {
     );
     assert_eq!(pre.status, 403);
 }
+
+#[test]
+fn every_api_response_names_its_trace_id_and_browsers_may_read_it() {
+    let sys = System::start();
+    let trace_id = |r: &HttpResponse| -> String {
+        let id = r
+            .header("x-trace-id")
+            .expect("an X-Trace-Id header")
+            .to_string();
+        assert!(
+            id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id:?}"
+        );
+        id
+    };
+    let a = sys.api().post("/api/auth/guest", &json!({}));
+    assert_eq!(a.status, 200, "{}", a.text);
+    let b = sys.api().post("/api/auth/guest", &json!({}));
+    assert_ne!(trace_id(&a), trace_id(&b), "one id per request");
+    // failures too: that is when a user quotes it
+    let r = sys.api().get("/api/conversations");
+    assert_eq!(r.status, 401);
+    trace_id(&r);
+    let r = sys.api().request(
+        "POST",
+        "/api/auth/guest",
+        Some(b"{}"),
+        &[("origin", "http://localhost:5173")],
+    );
+    trace_id(&r);
+    assert_eq!(
+        r.header("access-control-expose-headers"),
+        Some("X-Trace-Id")
+    );
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, LogConfig, LogFormat};
 
 /// What a binary says about itself in `--help`.
 pub struct About {
@@ -62,17 +62,20 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, ConfigError
     Config::load(path, &env)
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
-pub fn init_logging() {
+/// Logs to stderr, as text or JSON (`[log] format`); `RUST_LOG` filters (default `info`).
+/// Called once the config is loaded (a config error is printed without it).
+pub fn init_logging(log: &LogConfig) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match log.format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => fmt.json().flatten_event(true).try_init(),
+    };
 }
 
 /// The backend's tokio runtime, sized by `[runtime] worker_threads` (0 = one per CPU).

@@ -61,6 +61,7 @@ pub struct Config {
     pub task: TaskConfig,
     pub runtime: RuntimeConfig,
     pub gateway: GatewayConfig,
+    pub log: LogConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -228,6 +229,8 @@ impl Default for DiscoveryConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LogicConfig {
     pub listen: String,
+    /// Health, readiness and Prometheus metrics (HTTP; port 0 picks one, logged).
+    pub admin_listen: String,
     /// Where im-logic reaches im-repo in the distributed profile.
     pub repo_url: String,
     /// Groups with more members than this fan out through im-task.
@@ -257,6 +260,7 @@ impl Default for LogicConfig {
     fn default() -> Self {
         LogicConfig {
             listen: "127.0.0.1:9001".into(),
+            admin_listen: "127.0.0.1:9101".into(),
             repo_url: "http://127.0.0.1:9002".into(),
             large_group_threshold: 500,
             max_content_bytes: 64 * 1024,
@@ -273,12 +277,15 @@ impl Default for LogicConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RepoConfig {
     pub listen: String,
+    /// Health, readiness and Prometheus metrics (HTTP; port 0 picks one, logged).
+    pub admin_listen: String,
 }
 
 impl Default for RepoConfig {
     fn default() -> Self {
         RepoConfig {
             listen: "127.0.0.1:9002".into(),
+            admin_listen: "127.0.0.1:9102".into(),
         }
     }
 }
@@ -286,6 +293,8 @@ impl Default for RepoConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TaskConfig {
+    /// Health, readiness and Prometheus metrics (HTTP; port 0 picks one, logged).
+    pub admin_listen: String,
     /// Where im-task reaches im-repo in the distributed profile.
     pub repo_url: String,
     /// Members fetched and routed per step of a large-group fan-out.
@@ -300,6 +309,7 @@ pub struct TaskConfig {
 impl Default for TaskConfig {
     fn default() -> Self {
         TaskConfig {
+            admin_listen: "127.0.0.1:9103".into(),
             repo_url: "http://127.0.0.1:9002".into(),
             fanout_batch: 1000,
             notifier: "log".into(),
@@ -411,6 +421,25 @@ impl Default for GatewayConfig {
 pub struct RuntimeConfig {
     /// Worker threads of the backend's tokio runtime; 0 = one per CPU.
     pub worker_threads: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// How log lines are written to stderr (`RUST_LOG` says which).
+    pub format: LogFormat,
+}
+
+/// The form of log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event, spans before it: `message{trace_id=...}: ...`.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors: the event's fields at the top level,
+    /// the spans (and their `trace_id`) in `span` and `spans`.
+    Json,
 }
 
 impl CacheConfig {
@@ -698,6 +727,19 @@ mod tests {
             c.gateway.cors_origins,
             vec!["http://localhost:5173", "http://x"]
         );
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json() {
+        assert_eq!(Config::default().log.format, LogFormat::Text);
+        let c = Config::from_toml_and_env("[log]\nformat = \"json\"\n", &env(&[])).unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        let c = Config::from_toml_and_env("", &env(&[("RINGCHAT_LOG__FORMAT", "json")])).unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        let e = Config::from_toml_and_env("", &env(&[("RINGCHAT_LOG__FORMAT", "xml")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("xml") && e.contains("json"), "{e}");
     }
 
     #[test]

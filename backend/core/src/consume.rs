@@ -1,6 +1,7 @@
 //! The one consume loop of every bus consumer (im-logic's upstream consumers, im-task,
 //! the gateway's downstream consumer): join the group, read batches, decode them, hand
-//! them to the handler, commit what it finished; until shutdown.
+//! them to the handler (each with the trace id its record carried), commit what it
+//! finished; until shutdown.
 //!
 //! At least once: a batch is committed only after its handler says so, so records of a
 //! batch cut short by a crash or a shutdown are read again by the next member of the group
@@ -14,6 +15,14 @@ use prost::Message;
 use crate::error::Result;
 use crate::ports::{Bus, Record};
 use crate::shutdown::ShutdownSignal;
+use crate::trace::TraceId;
+
+/// A decoded record, and the trace id its header carried (see [`crate::trace`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming<M> {
+    pub message: M,
+    pub trace_id: Option<TraceId>,
+}
 
 /// What the handler did with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +48,7 @@ pub async fn consume<M, F, Fut>(
 ) -> Result<()>
 where
     M: Message + Default,
-    F: FnMut(Vec<M>) -> Fut,
+    F: FnMut(Vec<Incoming<M>>) -> Fut,
     Fut: Future<Output = Handled>,
 {
     let mut sub = bus.subscribe(topic, group).await?;
@@ -58,13 +67,16 @@ where
             },
             _ = shutdown.wait() => return Ok(()),
         };
-        let batch: Vec<M> = records
+        let batch: Vec<Incoming<M>> = records
             .iter()
-            .filter_map(|r| match M::decode(r.payload.clone()) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    tracing::warn!(topic, partition = r.partition, offset = r.offset, error = %e, "undecodable record skipped");
-                    None
+            .filter_map(|r| {
+                let trace_id = TraceId::of_record(r);
+                match M::decode(r.payload.clone()) {
+                    Ok(message) => Some(Incoming { message, trace_id }),
+                    Err(e) => {
+                        tracing::warn!(topic, partition = r.partition, offset = r.offset, trace_id = trace_id.map(tracing::field::display), error = %e, "undecodable record skipped");
+                        None
+                    }
                 }
             })
             .collect();

@@ -2,7 +2,8 @@
 //! runs for small conversations and im-task runs, page by page, for large ones.
 //!
 //! One `DownstreamBatch` per gateway carries the message once plus the recipient ids on
-//! that gateway, so the payload is never repeated per recipient.
+//! that gateway, so the payload is never repeated per recipient. Every record published
+//! here carries the current trace id (see [`crate::trace`]).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use ringchat_proto as pb;
 use crate::error::Result;
 use crate::model::GATEWAY_SERVICE;
 use crate::ports::{Bus, Cache, Discovery};
+use crate::trace;
 
 /// Where a set of users is: online ones grouped by gateway, and the offline ones.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -80,10 +82,27 @@ pub async fn send_downstream(bus: &dyn Bus, gateway_id: &str, key: &str, body: B
         gateway_id: gateway_id.to_string(),
         body: Some(body),
     };
-    bus.publish(
+    trace::publish(
+        bus,
         &pb::topics::downstream(gateway_id),
         key.as_bytes(),
         Bytes::from(batch.encode_to_vec()),
+    )
+    .await
+}
+
+/// Hands a task to im-task, keyed by conversation.
+pub async fn send_task(
+    bus: &dyn Bus,
+    conversation_id: &str,
+    task: pb::task_message::Task,
+) -> Result<()> {
+    let task = pb::TaskMessage { task: Some(task) };
+    trace::publish(
+        bus,
+        pb::topics::TASK,
+        conversation_id.as_bytes(),
+        Bytes::from(task.encode_to_vec()),
     )
     .await
 }

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod model;
 pub mod ports;
 pub mod shutdown;
+pub mod trace;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -540,6 +540,9 @@ fn compose_and_kubernetes_set_every_engine_the_secret_and_the_identities() {
             "RINGCHAT_GATEWAY__ADMIN_LISTEN",
             "RINGCHAT_LOGIC__LISTEN",
             "RINGCHAT_REPO__LISTEN",
+            "RINGCHAT_LOGIC__ADMIN_LISTEN",
+            "RINGCHAT_REPO__ADMIN_LISTEN",
+            "RINGCHAT_TASK__ADMIN_LISTEN",
         ] {
             assert!(set.contains(needed), "{what} does not set {needed}");
         }

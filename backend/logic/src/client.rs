@@ -1,16 +1,21 @@
-//! [`GrpcLogic`]: [`LogicApi`] implemented by calls to a remote im-logic.
+//! [`GrpcLogic`]: [`LogicApi`] implemented by calls to a remote im-logic. Calls made in a
+//! trace carry its id (`x-trace-id`, see [`ringchat_core::trace`]).
 
 use async_trait::async_trait;
 use pb::logic_client::LogicClient;
+use ringchat_core::trace::{self, Inject};
 use ringchat_core::{Error, Result};
 use ringchat_proto as pb;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+type Client = LogicClient<InterceptedService<Channel, Inject>>;
 
 use crate::api::LogicApi;
 
 #[derive(Clone)]
 pub struct GrpcLogic {
-    client: LogicClient<Channel>,
+    client: Client,
 }
 
 impl GrpcLogic {
@@ -20,20 +25,18 @@ impl GrpcLogic {
             .map_err(|e| Error::invalid(format!("logic url {url:?}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(5))
             .tcp_nodelay(true);
-        Ok(GrpcLogic {
-            client: LogicClient::new(endpoint.connect_lazy()),
-        })
+        Ok(Self::from_channel(endpoint.connect_lazy()))
     }
 
     /// A client over a given channel (for instance one balanced over the instances that
     /// discovery lists).
     pub fn from_channel(channel: Channel) -> Self {
         GrpcLogic {
-            client: LogicClient::new(channel),
+            client: LogicClient::with_interceptor(channel, trace::inject as Inject),
         }
     }
 
-    fn c(&self) -> LogicClient<Channel> {
+    fn c(&self) -> Client {
         self.client.clone()
     }
 }

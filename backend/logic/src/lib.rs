@@ -10,10 +10,11 @@ mod api;
 pub mod auth;
 mod client;
 pub mod consumer;
+pub mod metrics;
 mod server;
 mod service;
 
 pub use api::LogicApi;
 pub use client::GrpcLogic;
-pub use server::{serve, LogicGrpc};
+pub use server::{serve, serve_with, LogicGrpc};
 pub use service::LogicService;

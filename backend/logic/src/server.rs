@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use pb::logic_server::{Logic, LogicServer};
+use ringchat_observe::grpc::GrpcMetrics;
 use ringchat_proto as pb;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -27,8 +28,21 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with(api, listener, &GrpcMetrics::new(), shutdown).await
+}
+
+/// As [`serve`], measuring every call (rate, latency, errors per method) into `metrics`.
+pub async fn serve_with(
+    api: Arc<dyn LogicApi>,
+    listener: TcpListener,
+    metrics: &GrpcMetrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .add_service(LogicServer::new(LogicGrpc::new(api)))
+        .layer(metrics.layer())
+        .add_service(ringchat_core::trace::TracedService::new(LogicServer::new(
+            LogicGrpc::new(api),
+        )))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }

@@ -1,15 +1,20 @@
-//! [`GrpcStore`]: the [`Store`] port implemented by calls to a remote im-repo.
+//! [`GrpcStore`]: the [`Store`] port implemented by calls to a remote im-repo. Calls made
+//! in a trace carry its id (`x-trace-id`, see [`ringchat_core::trace`]).
 
 use async_trait::async_trait;
 use pb::repo_client::RepoClient;
 use ringchat_core::ports::Store;
+use ringchat_core::trace::{self, Inject};
 use ringchat_core::{Error, Result};
 use ringchat_proto as pb;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+type Client = RepoClient<InterceptedService<Channel, Inject>>;
 
 #[derive(Clone)]
 pub struct GrpcStore {
-    client: RepoClient<Channel>,
+    client: Client,
 }
 
 impl GrpcStore {
@@ -19,21 +24,19 @@ impl GrpcStore {
             .map_err(|e| Error::invalid(format!("repo url {url:?}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(5))
             .tcp_nodelay(true);
-        Ok(GrpcStore {
-            client: RepoClient::new(endpoint.connect_lazy())
-                .max_decoding_message_size(16 * 1024 * 1024),
-        })
+        Ok(Self::from_channel(endpoint.connect_lazy()))
     }
 
     /// A client over a given channel (for instance one balanced over the instances that
     /// discovery lists).
     pub fn from_channel(channel: Channel) -> Self {
         GrpcStore {
-            client: RepoClient::new(channel).max_decoding_message_size(16 * 1024 * 1024),
+            client: RepoClient::with_interceptor(channel, trace::inject as Inject)
+                .max_decoding_message_size(16 * 1024 * 1024),
         }
     }
 
-    fn c(&self) -> RepoClient<Channel> {
+    fn c(&self) -> Client {
         self.client.clone()
     }
 }

@@ -7,6 +7,6 @@ mod client;
 mod server;
 
 pub use client::GrpcStore;
-pub use server::{serve, RepoService};
+pub use server::{serve, serve_with, RepoService};
 
 pub use ringchat_core::ports::Store;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use pb::repo_server::{Repo, RepoServer};
 use ringchat_core::ports::Store;
+use ringchat_observe::grpc::GrpcMetrics;
 use ringchat_proto as pb;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -32,8 +33,21 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with(store, listener, &GrpcMetrics::new(), shutdown).await
+}
+
+/// As [`serve`], measuring every call (rate, latency, errors per method) into `metrics`.
+pub async fn serve_with(
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    metrics: &GrpcMetrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .add_service(RepoService::new(store).into_server())
+        .layer(metrics.layer())
+        .add_service(ringchat_core::trace::TracedService::new(
+            RepoService::new(store).into_server(),
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }

@@ -8,18 +8,24 @@
 //! - `OfflinePushTask`: handed to the notifier (webhook or log), retried while it answers
 //!   `UNAVAILABLE`, then dropped with a warning (pushes are best effort: the messages are
 //!   stored and synced on reconnect).
+//!
+//! Each task runs in the trace of the message it is for (`message{trace_id}`, from the
+//! record's `trace-id` header), and the batches it publishes carry the id on.
 #![forbid(unsafe_code)]
+
+pub mod metrics;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use pb::downstream_batch::Body;
-use ringchat_core::consume::{consume, Handled};
+use ringchat_core::consume::{consume, Handled, Incoming};
 use ringchat_core::fanout::{self, send_downstream};
 use ringchat_core::model::{GATEWAY_SERVICE, TASK_GROUP};
 use ringchat_core::ports::OfflinePush;
 use ringchat_core::shutdown::ShutdownSignal;
+use ringchat_core::trace::in_message;
 use ringchat_core::{Ports, Result};
 use ringchat_proto as pb;
 
@@ -50,6 +56,15 @@ impl TaskService {
     }
 
     pub async fn handle(&self, task: pb::TaskMessage) -> Result<()> {
+        tracing::debug!(
+            task = match &task.task {
+                Some(pb::task_message::Task::FanOut(f)) if f.world => "world fan-out",
+                Some(pb::task_message::Task::FanOut(_)) => "group fan-out",
+                Some(pb::task_message::Task::OfflinePush(_)) => "offline push",
+                None => "none",
+            },
+            "task received"
+        );
         match task.task {
             Some(pb::task_message::Task::FanOut(f)) => self.fan_out(f).await,
             Some(pb::task_message::Task::OfflinePush(p)) => {
@@ -158,27 +173,13 @@ pub async fn run(task: Arc<TaskService>, shutdown: ShutdownSignal) -> Result<()>
         TASK_GROUP,
         64,
         shutdown.clone(),
-        |batch: Vec<pb::TaskMessage>| {
-            let (task, mut shutdown) = (&task, shutdown.clone());
+        |batch: Vec<Incoming<pb::TaskMessage>>| {
+            let (task, shutdown) = (&task, &shutdown);
             async move {
                 for msg in batch {
-                    let mut backoff = Duration::from_millis(50);
-                    loop {
-                        match task.handle(msg.clone()).await {
-                            Ok(()) => break,
-                            Err(e) if e.is_retryable() => {
-                                tracing::warn!(error = %e, "task failed, retrying");
-                                tokio::select! {
-                                    _ = tokio::time::sleep(backoff) => {}
-                                    _ = shutdown.wait() => return Handled::Stop,
-                                }
-                                backoff = (backoff * 2).min(Duration::from_secs(5));
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "task failed, skipped");
-                                break;
-                            }
-                        }
+                    let done = handle_with_retries(task, msg.message, shutdown.clone());
+                    if !in_message(msg.trace_id, done).await {
+                        return Handled::Stop;
                     }
                 }
                 Handled::Commit
@@ -186,4 +187,31 @@ pub async fn run(task: Arc<TaskService>, shutdown: ShutdownSignal) -> Result<()>
         },
     )
     .await
+}
+
+/// Handles one task, retrying retryable failures with backoff; false if shutdown came
+/// first.
+async fn handle_with_retries(
+    task: &TaskService,
+    msg: pb::TaskMessage,
+    mut shutdown: ShutdownSignal,
+) -> bool {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match task.handle(msg.clone()).await {
+            Ok(()) => return true,
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "task failed, retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.wait() => return false,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "task failed, skipped");
+                return true;
+            }
+        }
+    }
 }

@@ -121,6 +121,18 @@ impl Bus for Prefixed {
             .await
     }
 
+    async fn publish_with_headers(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: bytes::Bytes,
+        headers: &[(&str, &[u8])],
+    ) -> Result<()> {
+        self.inner
+            .publish_with_headers(&format!("{}{topic}", self.prefix), key, payload, headers)
+            .await
+    }
+
     async fn subscribe(
         &self,
         topic: &str,
@@ -132,6 +144,10 @@ impl Bus for Prefixed {
                 &format!("{}{group}", self.prefix),
             )
             .await
+    }
+
+    async fn lag(&self) -> Result<Vec<ringchat_core::ports::PartitionLag>> {
+        self.inner.lag().await
     }
 }
 

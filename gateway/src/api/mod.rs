@@ -5,6 +5,10 @@
 //! ([`auth`], [`users`], [`conversations`], [`messages`], [`friends`], [`groups`]); each is
 //! "read the request, [`Ctx::as_caller`] (authenticate and call im-logic in one trip to the
 //! tokio side), answer in the envelope". The gateway also serves the web client at `/`.
+//!
+//! Each API request gets a trace id: its handler runs in `request{trace_id}` (the id goes
+//! on to im-logic and im-repo with the calls it makes), and the response names it in
+//! `X-Trace-Id`, which a user can quote to support.
 
 mod auth;
 mod conversations;
@@ -18,6 +22,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use im_logic::LogicApi;
+use ringchat_core::trace::{self, TraceId};
 use ringchat_core::{Error, ErrorCode, Result};
 use ringchat_proto as pb;
 use serde_json::Value;
@@ -198,43 +203,51 @@ impl Routes for Api {
                 }
             }
         }
-        let cx = Ctx { core, req, params };
-        let result = match op {
-            Op::Register => auth::register(&cx).await,
-            Op::Login => auth::login(&cx).await,
-            Op::Guest => auth::guest(&cx).await,
-            Op::Logout => auth::logout(&cx).await,
-            Op::Me => users::me(&cx).await,
-            Op::Online => users::online(&cx).await,
-            Op::UserByName => users::by_name(&cx).await,
-            Op::Conversations => conversations::list(&cx).await,
-            Op::OpenSingle => conversations::open_single(&cx).await,
-            Op::History => messages::history(&cx).await,
-            Op::MarkRead => messages::mark_read(&cx).await,
-            Op::Send => messages::send(&cx).await,
-            Op::AddFriend => friends::add(&cx).await,
-            Op::Friends => friends::list(&cx).await,
-            Op::CreateGroup => groups::create(&cx).await,
-            Op::Group => groups::get(&cx).await,
-            Op::AddMembers => groups::add_members(&cx).await,
-            Op::RemoveMember => groups::remove_member(&cx).await,
-            Op::OpenApi => Ok(Response::text(200, "application/json", OPENAPI_JSON)),
-        };
-        result.unwrap_or_else(|e| {
-            core.metrics.error(e.code);
-            if e.code.http_status() >= 500 {
-                // every server-side failure is logged with its cause
-                tracing::error!(
-                    code = %e.code,
-                    error = %e.message,
-                    method = %req.method,
-                    path = %req.path,
-                    "request failed"
-                );
-            }
-            Response::error(&e)
-        })
+        let trace_id = TraceId::random();
+        let mut resp = trace::in_request(trace_id, handle(core, req, op, params)).await;
+        resp.headers.push((trace::METADATA, trace_id.to_string()));
+        resp
     }
+}
+
+/// Runs the handler of `op` and answers its error in the envelope.
+async fn handle(core: &Rc<Core>, req: &Request, op: Op, params: Vec<String>) -> Response {
+    let cx = Ctx { core, req, params };
+    let result = match op {
+        Op::Register => auth::register(&cx).await,
+        Op::Login => auth::login(&cx).await,
+        Op::Guest => auth::guest(&cx).await,
+        Op::Logout => auth::logout(&cx).await,
+        Op::Me => users::me(&cx).await,
+        Op::Online => users::online(&cx).await,
+        Op::UserByName => users::by_name(&cx).await,
+        Op::Conversations => conversations::list(&cx).await,
+        Op::OpenSingle => conversations::open_single(&cx).await,
+        Op::History => messages::history(&cx).await,
+        Op::MarkRead => messages::mark_read(&cx).await,
+        Op::Send => messages::send(&cx).await,
+        Op::AddFriend => friends::add(&cx).await,
+        Op::Friends => friends::list(&cx).await,
+        Op::CreateGroup => groups::create(&cx).await,
+        Op::Group => groups::get(&cx).await,
+        Op::AddMembers => groups::add_members(&cx).await,
+        Op::RemoveMember => groups::remove_member(&cx).await,
+        Op::OpenApi => Ok(Response::text(200, "application/json", OPENAPI_JSON)),
+    };
+    result.unwrap_or_else(|e| {
+        core.metrics.error(e.code);
+        if e.code.http_status() >= 500 {
+            // every server-side failure is logged with its cause
+            tracing::error!(
+                code = %e.code,
+                error = %e.message,
+                method = %req.method,
+                path = %req.path,
+                "request failed"
+            );
+        }
+        Response::error(&e)
+    })
 }
 
 type Reply = Result<Response>;

@@ -25,8 +25,8 @@ const ABOUT: About = About {
 
 fn main() -> anyhow::Result<()> {
     let path = bootstrap::config_path_from_args(&ABOUT);
-    bootstrap::init_logging();
     let config = bootstrap::load_config(path.as_deref())?;
+    bootstrap::init_logging(&config.log);
     let rt = bootstrap::build_runtime(&config, "im-gateway-side")?;
     rt.block_on(async move {
         let discovery = ringchat_wiring::discovery(&config).await?;
@@ -45,6 +45,7 @@ fn main() -> anyhow::Result<()> {
                 logic: Arc::new(GrpcLogic::from_channel(channel)),
                 bus,
                 discovery,
+                metrics: ringchat_observe::Metrics::new(),
             },
         )
         .await?;

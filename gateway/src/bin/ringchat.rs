@@ -17,8 +17,8 @@ const ABOUT: About = About {
 
 fn main() -> anyhow::Result<()> {
     let path = bootstrap::config_path_from_args(&ABOUT);
-    bootstrap::init_logging();
     let config = bootstrap::load_config(path.as_deref())?;
+    bootstrap::init_logging(&config.log);
     let rt = bootstrap::build_runtime(&config, "ringchat-backend")?;
     rt.block_on(async move {
         let system = Embedded::start(&config).await?;

@@ -5,9 +5,13 @@ use ringchat_core::{Error, ErrorCode};
 use super::request::Request;
 use super::response::Response;
 
+/// Response headers a browser page may read besides the simple ones.
+const EXPOSED: &str = "X-Trace-Id";
+
 /// CORS headers for a request's `Origin`, if that origin is allowed. An origin listed by
 /// name gets itself back with credentials allowed; any other origin under `*` gets `*`
-/// without credentials (a wildcard must never vouch for credentials).
+/// without credentials (a wildcard must never vouch for credentials). Both may read the
+/// `X-Trace-Id` of API responses.
 pub fn headers(allowed: &[String], req: &Request) -> Vec<(&'static str, String)> {
     let Some(origin) = req.header("origin") else {
         return Vec::new();
@@ -16,10 +20,14 @@ pub fn headers(allowed: &[String], req: &Request) -> Vec<(&'static str, String)>
         vec![
             ("access-control-allow-origin", origin.to_string()),
             ("access-control-allow-credentials", "true".into()),
+            ("access-control-expose-headers", EXPOSED.into()),
             ("vary", "Origin".into()),
         ]
     } else if allowed.iter().any(|a| a == "*") {
-        vec![("access-control-allow-origin", "*".into())]
+        vec![
+            ("access-control-allow-origin", "*".into()),
+            ("access-control-expose-headers", EXPOSED.into()),
+        ]
     } else {
         Vec::new()
     }

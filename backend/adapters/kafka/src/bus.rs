@@ -155,28 +155,7 @@ impl KafkaBus {
         Ok(())
     }
 
-    /// [`Bus::publish`] with message headers (a trace id, say), which the port does not
-    /// carry yet; a subscriber reads them from [`crate::KafkaRecord::headers`].
-    pub async fn publish_with_headers(
-        &self,
-        topic: &str,
-        key: &[u8],
-        payload: Bytes,
-        headers: &[(&str, &[u8])],
-    ) -> Result<()> {
-        let owned = headers.iter().fold(
-            OwnedHeaders::new_with_capacity(headers.len()),
-            |h, (k, v)| {
-                h.insert(Header {
-                    key: k,
-                    value: Some(*v),
-                })
-            },
-        );
-        self.send(topic, key, &payload, Some(owned)).await
-    }
-
-    /// Joins `group` on `topic`, with the Kafka-only extras (headers, lag) that the port's
+    /// Joins `group` on `topic`, with the Kafka-only extra (lag) that the port's
     /// [`Bus::subscribe`] hides behind `Box<dyn Subscription>`.
     pub async fn subscription(&self, topic: &str, group: &str) -> Result<KafkaSubscription> {
         self.ensure_topic(topic).await?;
@@ -274,7 +253,30 @@ impl Bus for KafkaBus {
         self.send(topic, key, &payload, None).await
     }
 
+    async fn publish_with_headers(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: Bytes,
+        headers: &[(&str, &[u8])],
+    ) -> Result<()> {
+        let owned = headers.iter().fold(
+            OwnedHeaders::new_with_capacity(headers.len()),
+            |h, (k, v)| {
+                h.insert(Header {
+                    key: k,
+                    value: Some(*v),
+                })
+            },
+        );
+        self.send(topic, key, &payload, Some(owned)).await
+    }
+
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>> {
         Ok(Box::new(self.subscription(topic, group).await?))
+    }
+
+    async fn lag(&self) -> Result<Vec<PartitionLag>> {
+        KafkaBus::lag(self).await
     }
 }

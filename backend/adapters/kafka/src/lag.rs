@@ -18,15 +18,9 @@ use ringchat_core::Result;
 use crate::context::BusContext;
 use crate::errors::{from_kafka, timed_out};
 
-/// How far one member of a consumer group is behind on one partition it owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionLag {
-    pub topic: String,
-    pub group: String,
-    pub partition: i32,
-    /// Records on the broker the member has not read yet.
-    pub lag: u64,
-}
+/// How far one member of a consumer group is behind on one partition it owns (`lag`: the
+/// records on the broker the member has not read yet): the bus port's type.
+pub use ringchat_core::ports::PartitionLag;
 
 /// What the bus keeps of a live subscription to measure its lag (weakly: a dropped
 /// subscription leaves the group and the registry).

@@ -14,8 +14,8 @@
 //! its queue fills). The two calls that block inside librdkafka, a synchronous commit and
 //! closing a consumer (leaving the group), run on tokio's blocking pool.
 //!
-//! Beyond the port: message headers ([`KafkaBus::publish_with_headers`],
-//! [`KafkaRecord::headers`]) and consumer lag ([`KafkaBus::lag`]).
+//! Record headers (a trace id) travel as Kafka message headers. Beyond the port: consumer
+//! lag ([`KafkaBus::lag`]).
 #![forbid(unsafe_code)]
 
 mod bus;
@@ -28,4 +28,4 @@ mod subscription;
 pub use bus::KafkaBus;
 pub use lag::PartitionLag;
 pub use options::{KafkaOptions, KafkaTuning};
-pub use subscription::{KafkaRecord, KafkaSubscription};
+pub use subscription::KafkaSubscription;

@@ -27,48 +27,30 @@ use crate::context::BusContext;
 use crate::errors::{from_kafka, timed_out};
 use crate::lag::{self, PartitionLag};
 
-/// A record with what Kafka carries besides the port's [`Record`]: its headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KafkaRecord {
-    pub record: Record,
-    /// In the order they were published; a header without a value has an empty one.
-    pub headers: Vec<(String, Bytes)>,
-}
-
-impl KafkaRecord {
-    /// The value of the first header named `key`.
-    pub fn header(&self, key: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_ref())
-    }
-
-    fn from_message(m: &BorrowedMessage<'_>) -> KafkaRecord {
-        let headers = m
-            .headers()
-            .map(|h| {
-                (0..h.count())
-                    .map(|i| {
-                        let header = h.get(i);
-                        (
-                            header.key.to_string(),
-                            Bytes::copy_from_slice(header.value.unwrap_or_default()),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        KafkaRecord {
-            record: Record {
-                // a consumed record always has a real partition and offset (>= 0)
-                partition: m.partition().max(0) as u32,
-                offset: m.offset().max(0) as u64,
-                key: Bytes::copy_from_slice(m.key().unwrap_or_default()),
-                payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
-            },
-            headers,
-        }
+/// The port's record of a consumed message, headers included (a header without a value
+/// has an empty one).
+fn record_of(m: &BorrowedMessage<'_>) -> Record {
+    let headers = m
+        .headers()
+        .map(|h| {
+            (0..h.count())
+                .map(|i| {
+                    let header = h.get(i);
+                    (
+                        header.key.to_string(),
+                        Bytes::copy_from_slice(header.value.unwrap_or_default()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        // a consumed record always has a real partition and offset (>= 0)
+        partition: m.partition().max(0) as u32,
+        offset: m.offset().max(0) as u64,
+        key: Bytes::copy_from_slice(m.key().unwrap_or_default()),
+        payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+        headers,
     }
 }
 
@@ -108,28 +90,6 @@ impl KafkaSubscription {
         self.consumer.as_ref().expect("consumer present until drop")
     }
 
-    /// [`Subscription::next_batch`] with each record's headers.
-    pub async fn next_records(&mut self, max: usize) -> Result<Vec<KafkaRecord>> {
-        let max = max.max(1);
-        let consumer = self.consumer();
-        let mut out = Vec::new();
-        while out.is_empty() {
-            // the one await of a batch (see the module note on cancel safety)
-            match consumer.recv().await {
-                Ok(m) => out.push(KafkaRecord::from_message(&m)),
-                Err(e) => check_consume_error(e)?,
-            }
-        }
-        while out.len() < max {
-            match consumer.recv().now_or_never() {
-                Some(Ok(m)) => out.push(KafkaRecord::from_message(&m)),
-                Some(Err(e)) => check_consume_error(e)?,
-                None => break,
-            }
-        }
-        Ok(out)
-    }
-
     /// How far this member is behind on each partition it owns; see
     /// [`crate::KafkaBus::lag`].
     pub async fn lag(&self) -> Result<Vec<PartitionLag>> {
@@ -158,12 +118,24 @@ fn check_consume_error(e: KafkaError) -> Result<()> {
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<Record>> {
-        Ok(self
-            .next_records(max)
-            .await?
-            .into_iter()
-            .map(|r| r.record)
-            .collect())
+        let max = max.max(1);
+        let consumer = self.consumer();
+        let mut out = Vec::new();
+        while out.is_empty() {
+            // the one await of a batch (see the module note on cancel safety)
+            match consumer.recv().await {
+                Ok(m) => out.push(record_of(&m)),
+                Err(e) => check_consume_error(e)?,
+            }
+        }
+        while out.len() < max {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => out.push(record_of(&m)),
+                Some(Err(e)) => check_consume_error(e)?,
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     async fn commit(&mut self, records: &[Record]) -> Result<()> {

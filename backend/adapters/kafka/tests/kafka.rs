@@ -1,6 +1,6 @@
 //! Kafka-specific behaviour beyond the conformance suite: ordering across partitions under
 //! concurrent publishers, resuming after a commit in a new member, a broker that is away,
-//! headers and lag.
+//! and lag (headers are in the conformance suite).
 
 mod common;
 
@@ -158,36 +158,6 @@ async fn a_broker_that_is_away_makes_publish_unavailable_within_the_timeout() {
         .expect("cannot subscribe without a broker");
     assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
     assert!(started.elapsed() < timeout + Duration::from_secs(2));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn headers_travel_with_the_record() {
-    let bus = common::bus().await;
-    let topic = unique("kafka-headers");
-    bus.publish_with_headers(
-        &topic,
-        b"k",
-        Bytes::from_static(b"traced"),
-        &[("trace-id", b"4bf92f3577b34da6"), ("empty", b"")],
-    )
-    .await
-    .unwrap();
-    bus.publish(&topic, b"k", Bytes::from_static(b"plain"))
-        .await
-        .unwrap();
-    let mut sub = bus.subscription(&topic, &unique("g")).await.unwrap();
-    let mut records = Vec::new();
-    while records.len() < 2 {
-        records.extend(sub.next_records(2).await.unwrap());
-    }
-    assert_eq!(records[0].record.payload, Bytes::from_static(b"traced"));
-    assert_eq!(
-        records[0].header("trace-id"),
-        Some(&b"4bf92f3577b34da6"[..])
-    );
-    assert_eq!(records[0].header("empty"), Some(&b""[..]));
-    assert_eq!(records[1].record.payload, Bytes::from_static(b"plain"));
-    assert!(records[1].headers.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
-use crate::ports::{Bus, Record, Subscription};
+use crate::ports::{Bus, PartitionLag, Record, Subscription};
 
 #[derive(Clone)]
 pub struct MemoryBus {
@@ -54,7 +54,14 @@ struct Partition {
 struct Log {
     /// Offset of `records[0]`.
     base: u64,
-    records: VecDeque<(Bytes, Bytes)>,
+    records: VecDeque<Stored>,
+}
+
+/// A record as a partition's log keeps it.
+struct Stored {
+    key: Bytes,
+    payload: Bytes,
+    headers: Vec<(String, Bytes)>,
 }
 
 impl Log {
@@ -165,10 +172,27 @@ impl Topic {
 #[async_trait]
 impl Bus for MemoryBus {
     async fn publish(&self, topic: &str, key: &[u8], payload: Bytes) -> Result<()> {
+        self.publish_with_headers(topic, key, payload, &[]).await
+    }
+
+    async fn publish_with_headers(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: Bytes,
+        headers: &[(&str, &[u8])],
+    ) -> Result<()> {
         let t = self.topic(topic);
         let p = partition_for(key, self.inner.partitions) as usize;
         let deadline = tokio::time::Instant::now() + self.inner.publish_timeout;
-        let key = Bytes::copy_from_slice(key);
+        let record = Stored {
+            key: Bytes::copy_from_slice(key),
+            payload,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), Bytes::copy_from_slice(v)))
+                .collect(),
+        };
         loop {
             let space = t.space.notified();
             tokio::pin!(space);
@@ -182,7 +206,7 @@ impl Bus for MemoryBus {
                     log.base += 1;
                 }
                 if log.records.len() < self.inner.capacity {
-                    log.records.push_back((key, payload));
+                    log.records.push_back(record);
                     drop(log);
                     t.data.notify_waiters();
                     return Ok(());
@@ -236,6 +260,41 @@ impl Bus for MemoryBus {
             next: 0,
         }))
     }
+
+    /// Per partition of every group with live members: the records not committed yet.
+    async fn lag(&self) -> Result<Vec<PartitionLag>> {
+        let topics: Vec<(String, Arc<Topic>)> = {
+            let topics = self.inner.topics.lock().expect("bus lock");
+            topics.iter().map(|(n, t)| (n.clone(), t.clone())).collect()
+        };
+        let mut out = Vec::new();
+        for (name, t) in topics {
+            let ends: Vec<u64> = t
+                .parts
+                .iter()
+                .map(|p| p.log.lock().expect("bus lock").end())
+                .collect();
+            let groups = t.groups.lock().expect("bus lock");
+            for (group, g) in groups.iter() {
+                let st = g.state.lock().expect("bus lock");
+                if st.members.is_empty() {
+                    continue;
+                }
+                for (p, end) in ends.iter().enumerate() {
+                    out.push(PartitionLag {
+                        topic: name.clone(),
+                        group: group.clone(),
+                        partition: p as i32,
+                        lag: end.saturating_sub(st.committed[p]),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.topic, &a.group, a.partition).cmp(&(&b.topic, &b.group, b.partition))
+        });
+        Ok(out)
+    }
 }
 
 struct MemorySubscription {
@@ -288,12 +347,13 @@ impl MemorySubscription {
                 *pos = log.base;
             }
             while *pos < log.end() && out.len() < max {
-                let (key, payload) = &log.records[(*pos - log.base) as usize];
+                let r = &log.records[(*pos - log.base) as usize];
                 out.push(Record {
                     partition: p as u32,
                     offset: *pos,
-                    key: key.clone(),
-                    payload: payload.clone(),
+                    key: r.key.clone(),
+                    payload: r.payload.clone(),
+                    headers: r.headers.clone(),
                 });
                 *pos += 1;
             }
@@ -369,6 +429,36 @@ impl Drop for MemorySubscription {
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
+
+    #[tokio::test]
+    async fn lag_counts_the_records_a_live_group_has_not_committed() {
+        let bus = MemoryBus::new(2, 1024);
+        assert!(bus.lag().await.unwrap().is_empty(), "no group, no lag");
+        let mut sub = bus.subscribe("t", "g").await.unwrap();
+        for i in 0..5u32 {
+            bus.publish("t", b"k", Bytes::from(i.to_string()))
+                .await
+                .unwrap();
+        }
+        let total = |lags: Vec<PartitionLag>| -> u64 {
+            assert!(lags.iter().all(|l| l.topic == "t" && l.group == "g"));
+            lags.iter().map(|l| l.lag).sum()
+        };
+        assert_eq!(total(bus.lag().await.unwrap()), 5);
+        let batch = sub.next_batch(100).await.unwrap();
+        assert_eq!(
+            total(bus.lag().await.unwrap()),
+            5,
+            "read, not committed yet"
+        );
+        sub.commit(&batch).await.unwrap();
+        assert_eq!(total(bus.lag().await.unwrap()), 0);
+        drop(sub);
+        assert!(
+            bus.lag().await.unwrap().is_empty(),
+            "no live member, no lag"
+        );
+    }
 
     #[tokio::test]
     async fn members_of_a_group_split_the_partitions() {

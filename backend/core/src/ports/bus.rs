@@ -10,6 +10,28 @@ pub struct Record {
     pub offset: u64,
     pub key: Bytes,
     pub payload: Bytes,
+    /// Headers, in the order they were published (a trace id: [`crate::trace::HEADER`]).
+    pub headers: Vec<(String, Bytes)>,
+}
+
+impl Record {
+    /// The value of the first header named `key`.
+    pub fn header(&self, key: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+/// How far one consumer group is behind on one partition (records on the bus its members
+/// have not read, or for the in-process bus not committed, yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub group: String,
+    pub partition: i32,
+    pub lag: u64,
 }
 
 /// A partitioned, ordered message bus with consumer groups (Kafka's semantics).
@@ -25,8 +47,28 @@ pub trait Bus: Send + Sync + 'static {
     /// Appends a record; returns once the bus has accepted it (durably, for a real broker).
     async fn publish(&self, topic: &str, key: &[u8], payload: Bytes) -> Result<()>;
 
+    /// [`Bus::publish`] with headers, which subscribers find in [`Record::headers`]. A bus
+    /// that cannot carry headers drops them (the default).
+    async fn publish_with_headers(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: Bytes,
+        headers: &[(&str, &[u8])],
+    ) -> Result<()> {
+        let _ = headers;
+        self.publish(topic, key, payload).await
+    }
+
     /// Joins `group` on `topic`.
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>>;
+
+    /// The lag of this process's live subscriptions, measured now (for a broker, a round
+    /// trip per partition: call it when metrics are scraped, not per record). Empty for a
+    /// bus that cannot tell.
+    async fn lag(&self) -> Result<Vec<PartitionLag>> {
+        Ok(Vec::new())
+    }
 }
 
 /// A member of a consumer group. Dropping it leaves the group.

@@ -16,7 +16,7 @@ mod discovery;
 mod notifier;
 mod store;
 
-pub use bus::{Bus, Record, Subscription};
+pub use bus::{Bus, PartitionLag, Record, Subscription};
 pub use cache::{Cache, Endpoint};
 pub use discovery::{Discovery, Instance};
 pub use notifier::{Notifier, OfflinePush};

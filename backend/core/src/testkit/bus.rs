@@ -109,6 +109,38 @@ pub async fn a_waiting_subscriber_wakes_on_publish(bus: Arc<dyn Bus>) {
     assert_eq!(got[0].payload, Bytes::from_static(b"hello"));
 }
 
+pub async fn headers_travel_with_the_record(bus: Arc<dyn Bus>) {
+    let topic = unique("conf-headers");
+    let mut sub = bus.subscribe(&topic, &unique("g")).await.unwrap();
+    bus.publish_with_headers(
+        &topic,
+        b"k",
+        Bytes::from_static(b"traced"),
+        &[("trace-id", b"4bf92f3577b34da6"), ("empty", b"")],
+    )
+    .await
+    .unwrap();
+    bus.publish(&topic, b"k", Bytes::from_static(b"plain"))
+        .await
+        .unwrap();
+    let records = read_n(sub.as_mut(), 2).await;
+    assert_eq!(records[0].payload, Bytes::from_static(b"traced"));
+    assert_eq!(
+        records[0].header("trace-id"),
+        Some(&b"4bf92f3577b34da6"[..])
+    );
+    assert_eq!(records[0].header("empty"), Some(&b""[..]));
+    assert_eq!(
+        records[0].headers.len(),
+        2,
+        "published order: {:?}",
+        records[0].headers
+    );
+    assert_eq!(records[0].headers[0].0, "trace-id");
+    assert_eq!(records[1].payload, Bytes::from_static(b"plain"));
+    assert!(records[1].headers.is_empty());
+}
+
 /// Reads a batch from each subscription in turn (waiting briefly on each) and commits it;
 /// `seen` records which subscription read each payload first.
 async fn read_round(subs: &mut [&mut dyn Subscription], seen: &mut HashMap<Bytes, usize>) {

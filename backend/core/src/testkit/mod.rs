@@ -59,6 +59,7 @@ macro_rules! bus_conformance {
                 uncommitted_records_are_read_again,
                 a_waiting_subscriber_wakes_on_publish,
                 a_dropped_member_hands_its_partitions_over,
+                headers_travel_with_the_record,
             ]
         );
     };

@@ -8,21 +8,25 @@ use im_repo::GrpcStore;
 use ringchat_core::bootstrap::{self, About};
 use ringchat_core::model::{LOGIC_SERVICE, REPO_SERVICE};
 use ringchat_core::shutdown::Shutdown;
+use ringchat_observe::admin::{self, Admin};
+use ringchat_observe::grpc::GrpcMetrics;
+use ringchat_observe::Metrics;
 
 const ABOUT: About = About {
     name: "im-logic",
     summary: "ringchat's logic service: auth, conversations, groups, message routing (gRPC)",
     details:
-        "Listens on [logic] listen (default 127.0.0.1:9001) and consumes im-upstream-topic as group\n\
-         im-logic from [bus] url (memory:// or kafka://). Reaches im-repo through discovery\n\
-         ([discovery] url = etcd://..., balanced over the live instances) or at [logic] repo_url\n\
-         (static discovery). Needs [auth] jwt_secret, the same in every im-logic.",
+        "Listens on [logic] listen (default 127.0.0.1:9001), health and metrics on [logic]\n\
+         admin_listen (default 127.0.0.1:9101: /healthz, /readyz, /metrics), and consumes\n\
+         im-upstream-topic as group im-logic from [bus] url (memory:// or kafka://). Reaches im-repo\n\
+         through discovery ([discovery] url = etcd://..., balanced over the live instances) or at\n\
+         [logic] repo_url (static discovery). Needs [auth] jwt_secret, the same in every im-logic.",
 };
 
 fn main() -> anyhow::Result<()> {
     let path = bootstrap::config_path_from_args(&ABOUT);
-    bootstrap::init_logging();
     let config = bootstrap::load_config(path.as_deref())?;
+    bootstrap::init_logging(&config.log);
     if !config.has_jwt_secret() {
         anyhow::bail!(
             "auth.jwt_secret is not set: im-logic signs and checks tokens with it, and every \
@@ -41,9 +45,21 @@ fn main() -> anyhow::Result<()> {
         )?;
         let store = Arc::new(GrpcStore::from_channel(repo));
         let ports = ringchat_wiring::ports_with(&config, store, discovery.clone()).await?;
+        let grpc = GrpcMetrics::new();
+        let mut metrics = Metrics::for_service("im-logic", &config.node.id);
+        grpc.register(&mut metrics);
+        metrics.ports(&ports);
+        im_logic::metrics::register(&mut metrics);
+        let admin = Admin::new(Arc::new(metrics)).ports(&ports, LOGIC_SERVICE);
         let logic = Arc::new(LogicService::new(&config, ports)?);
         logic.load_revocations().await?;
         let (stop, signal) = Shutdown::new();
+        admin::start(
+            &config.logic.admin_listen,
+            admin,
+            signal.clone().into_future(),
+        )
+        .await?;
         let consumers = consumer::spawn_upstream_consumers(
             &logic,
             config.logic.upstream_consumers,
@@ -67,7 +83,7 @@ fn main() -> anyhow::Result<()> {
         let me = ringchat_wiring::advertised(&config, LOGIC_SERVICE, listener.local_addr()?);
         discovery.register(&me).await?;
         tracing::info!(addr = %listener.local_addr()?, advertised = %me.addr, "im-logic serving");
-        let server = im_logic::serve(logic, listener, bootstrap::shutdown_signal());
+        let server = im_logic::serve_with(logic, listener, &grpc, bootstrap::shutdown_signal());
         let served = server.await;
         let _ = discovery.deregister(&me).await;
         stop.trigger();

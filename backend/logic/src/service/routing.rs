@@ -4,12 +4,11 @@
 
 use std::collections::HashSet;
 
-use bytes::Bytes;
 use pb::downstream_batch::Body;
-use prost::Message as _;
 use ringchat_core::fanout::{self, send_downstream};
 use ringchat_core::model::GATEWAY_SERVICE;
 use ringchat_core::ports::Endpoint;
+use ringchat_core::trace::{in_message, TraceId};
 use ringchat_core::{Error, ErrorCode, Result};
 use ringchat_proto as pb;
 
@@ -32,22 +31,14 @@ impl LogicService {
         origin: Option<(&str, u64)>,
     ) -> Result<()> {
         if self.is_large(meta) {
-            let task = pb::TaskMessage {
-                task: Some(pb::task_message::Task::FanOut(pb::FanOutTask {
-                    message: Some(message.clone()),
-                    sender_gateway_id: origin.map(|o| o.0.to_string()).unwrap_or_default(),
-                    sender_conn_id: origin.map(|o| o.1).unwrap_or(0),
-                    world: meta.r#type == pb::ConversationType::World as i32,
-                })),
-            };
-            return self
-                .ports
-                .bus
-                .publish(
-                    pb::topics::TASK,
-                    message.conversation_id.as_bytes(),
-                    Bytes::from(task.encode_to_vec()),
-                )
+            let task = pb::task_message::Task::FanOut(pb::FanOutTask {
+                message: Some(message.clone()),
+                sender_gateway_id: origin.map(|o| o.0.to_string()).unwrap_or_default(),
+                sender_conn_id: origin.map(|o| o.1).unwrap_or(0),
+                world: meta.r#type == pb::ConversationType::World as i32,
+            });
+            tracing::debug!(message_id = message.message_id, "fan-out handed to im-task");
+            return fanout::send_task(self.ports.bus.as_ref(), &message.conversation_id, task)
                 .await;
         }
         let members = if meta.r#type == pb::ConversationType::Single as i32 {
@@ -71,20 +62,11 @@ impl LogicService {
             .filter(|u| *u != message.sender_id)
             .collect();
         if !offline.is_empty() {
-            let task = pb::TaskMessage {
-                task: Some(pb::task_message::Task::OfflinePush(pb::OfflinePushTask {
-                    user_ids: offline,
-                    message: Some(message.clone()),
-                })),
-            };
-            self.ports
-                .bus
-                .publish(
-                    pb::topics::TASK,
-                    message.conversation_id.as_bytes(),
-                    Bytes::from(task.encode_to_vec()),
-                )
-                .await?;
+            let task = pb::task_message::Task::OfflinePush(pb::OfflinePushTask {
+                user_ids: offline,
+                message: Some(message.clone()),
+            });
+            fanout::send_task(self.ports.bus.as_ref(), &message.conversation_id, task).await?;
         }
         Ok(())
     }
@@ -136,73 +118,120 @@ impl LogicService {
     /// transaction, ack each sender's connection, route. A retryable error (store or bus
     /// down) is returned so the caller retries the whole batch without committing it;
     /// appends are idempotent on (sender, tempMessageId), so a retry stores nothing twice.
+    /// Each send's own steps run in its trace (`message{trace_id}`).
     pub async fn process_upstream(&self, batch: &[pb::UpstreamMessage]) -> Result<()> {
         let mut drafts = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
         for up in batch {
-            if let Err(wait) = self.user_sends.take(&up.user_id) {
-                let e = Error::rate_limited("too many messages: slow down", wait);
-                self.send_error(up, &e).await?;
-                continue;
-            }
-            match self
-                .check_send(
-                    up.user_id,
-                    &up.conversation_id,
-                    &up.content,
-                    up.r#type,
-                    &up.temp_message_id,
-                )
-                .await
-            {
-                Ok(meta) => {
-                    drafts.push(pb::MessageDraft {
-                        conversation_id: up.conversation_id.clone(),
-                        sender_id: up.user_id,
-                        sender_name: up.username.clone(),
-                        r#type: up.r#type,
-                        content: up.content.clone(),
-                        temp_message_id: up.temp_message_id.clone(),
-                    });
-                    accepted.push((up, meta));
-                }
-                Err(e) if e.is_retryable() => return Err(e),
-                Err(e) => self.send_error(up, &e).await?,
+            if let Some(meta) = in_message(TraceId::parse(&up.trace_id), self.admit(up)).await? {
+                drafts.push(pb::MessageDraft {
+                    conversation_id: up.conversation_id.clone(),
+                    sender_id: up.user_id,
+                    sender_name: up.username.clone(),
+                    r#type: up.r#type,
+                    content: up.content.clone(),
+                    temp_message_id: up.temp_message_id.clone(),
+                });
+                accepted.push((up, meta));
             }
         }
-        if drafts.is_empty() {
+        if accepted.is_empty() {
             return Ok(());
         }
-        let outcomes = self.ports.store.append(drafts).await?;
+        let append = self.ports.store.append(drafts);
+        let outcomes = if let [(up, _)] = accepted.as_slice() {
+            // one send: the append is in its trace (im-repo's logs name it too)
+            in_message(TraceId::parse(&up.trace_id), append).await?
+        } else {
+            tracing::debug!(
+                trace_ids = ?accepted.iter().map(|(up, _)| up.trace_id.as_str()).collect::<Vec<_>>(),
+                "appending a batch of sends"
+            );
+            append.await?
+        };
         for (outcome, (up, meta)) in outcomes.into_iter().zip(accepted) {
-            let Some(message) = outcome.message else {
-                let code = ErrorCode::parse(&outcome.error_code).unwrap_or(ErrorCode::Internal);
-                self.send_error(up, &Error::new(code, outcome.error_message))
-                    .await?;
-                continue;
-            };
-            send_downstream(
-                self.ports.bus.as_ref(),
-                &up.gateway_id,
-                &message.conversation_id,
-                Body::Ack(pb::SendAck {
-                    conn_id: up.conn_id,
-                    user_id: up.user_id,
-                    temp_message_id: up.temp_message_id.clone(),
-                    message_id: message.message_id,
-                    seq_id: message.seq_id,
-                    conversation_id: message.conversation_id.clone(),
-                    duplicate: outcome.duplicate,
-                }),
+            in_message(
+                TraceId::parse(&up.trace_id),
+                self.answer(up, &meta, outcome),
             )
             .await?;
-            // a duplicate is routed again: it may be the redelivery of a batch whose
-            // routing a crash cut short; gateways drop what they already delivered
-            // (dispatch.rs), so recipients see each message once
-            self.route(&message, &meta, Some((&up.gateway_id, up.conn_id)))
-                .await?;
         }
         Ok(())
+    }
+
+    /// The rate limit and the rules for one send: its conversation when it may be stored;
+    /// None when it was answered with an `error` frame instead.
+    async fn admit(&self, up: &pb::UpstreamMessage) -> Result<Option<pb::ConversationMeta>> {
+        tracing::debug!(
+            conn_id = up.conn_id,
+            conversation_id = %up.conversation_id,
+            temp_message_id = %up.temp_message_id,
+            "send received"
+        );
+        if let Err(wait) = self.user_sends.take(&up.user_id) {
+            let e = Error::rate_limited("too many messages: slow down", wait);
+            self.send_error(up, &e).await?;
+            return Ok(None);
+        }
+        match self
+            .check_send(
+                up.user_id,
+                &up.conversation_id,
+                &up.content,
+                up.r#type,
+                &up.temp_message_id,
+            )
+            .await
+        {
+            Ok(meta) => Ok(Some(meta)),
+            Err(e) if e.is_retryable() => Err(e),
+            Err(e) => {
+                self.send_error(up, &e).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Acks a stored send to its connection and routes it; answers one the store refused
+    /// with an `error` frame.
+    async fn answer(
+        &self,
+        up: &pb::UpstreamMessage,
+        meta: &pb::ConversationMeta,
+        outcome: pb::AppendOutcome,
+    ) -> Result<()> {
+        let Some(message) = outcome.message else {
+            let code = ErrorCode::parse(&outcome.error_code).unwrap_or(ErrorCode::Internal);
+            return self
+                .send_error(up, &Error::new(code, outcome.error_message))
+                .await;
+        };
+        tracing::debug!(
+            message_id = message.message_id,
+            seq_id = message.seq_id,
+            duplicate = outcome.duplicate,
+            "send stored"
+        );
+        send_downstream(
+            self.ports.bus.as_ref(),
+            &up.gateway_id,
+            &message.conversation_id,
+            Body::Ack(pb::SendAck {
+                conn_id: up.conn_id,
+                user_id: up.user_id,
+                temp_message_id: up.temp_message_id.clone(),
+                message_id: message.message_id,
+                seq_id: message.seq_id,
+                conversation_id: message.conversation_id.clone(),
+                duplicate: outcome.duplicate,
+            }),
+        )
+        .await?;
+        // a duplicate is routed again: it may be the redelivery of a batch whose
+        // routing a crash cut short; gateways drop what they already delivered
+        // (dispatch.rs), so recipients see each message once
+        self.route(&message, meta, Some((&up.gateway_id, up.conn_id)))
+            .await
     }
 
     /// Runs until `shutdown`: whenever the cache recovers from a degraded mode, asks every
