@@ -21,7 +21,7 @@
 # port named admin), reads
 # only the ConfigMap and Secret keys that exist, and every Service and PodDisruptionBudget
 # selects some pods. The names of RINGCHAT_* variables and of the binaries in these files
-# are checked against the code by `cargo test -p ringchat-core --test deploy_files`.
+# are checked against the code by `cargo test -p im-gateway --test deploy_files`.
 #
 # The validators carry their schemas in their packages (pinned below): they come from PyPI
 # into a venv at ${RINGCHAT_TOOLS:-/var/tmp/ringchat-tools}/venv (created when missing; the

@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::GatewayConfig;
 use monoio::io::{CancelHandle, Canceller};
-use ringchat_core::config::GatewayConfig;
 use ringchat_core::ErrorCode;
 use ringchat_proto as pb;
 use tokio::sync::mpsc;

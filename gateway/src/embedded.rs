@@ -8,6 +8,7 @@ use im_logic::{consumer, LogicService};
 use ringchat_core::shutdown::{Shutdown, ShutdownSignal};
 use ringchat_core::{Config, Ports};
 
+use crate::config::GatewayConfig;
 use crate::server::{Backend, Gateway};
 
 /// A running embedded system.
@@ -24,13 +25,14 @@ impl Embedded {
     /// Without a configured `auth.jwt_secret`, the data directory's own is used (made on
     /// first start).
     pub async fn start(config: &Config) -> anyhow::Result<Embedded> {
-        let config = ringchat_core::bootstrap::with_embedded_secret(config)?;
+        let config = ringchat_embedded::with_embedded_secret(config)?;
         let ports = ringchat_wiring::embedded(&config).await?;
         Self::start_with(&config, ports).await
     }
 
     /// As [`Embedded::start`], with ports chosen by the caller (tests swap the notifier).
     pub async fn start_with(config: &Config, ports: Ports) -> anyhow::Result<Embedded> {
+        let gateway_config = GatewayConfig::from_config(config)?;
         let logic = Arc::new(LogicService::new(config, ports.clone())?);
         let revoked = logic.load_revocations().await?;
         if revoked > 0 {
@@ -65,7 +67,7 @@ impl Embedded {
         metrics.cache_health(ports.cache_health.clone());
         workers.push(tokio::spawn(im_task::run(task, signal)));
         let gateway = Gateway::start(
-            &config.gateway,
+            &gateway_config,
             &config.node.id,
             Backend {
                 runtime: tokio::runtime::Handle::current(),

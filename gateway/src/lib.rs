@@ -22,6 +22,7 @@ pub mod admin;
 pub mod api;
 pub mod bridge;
 pub mod channels;
+pub mod config;
 pub mod conn;
 pub mod cores;
 pub mod dispatch;

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ringchat_core::config::GatewayConfig;
+use crate::config::GatewayConfig;
+use ringchat_core::dynamic::{number, Reconfigure};
 use ringchat_core::limits::{KeyedLimiter, Rate};
 
 /// File descriptors kept back from the connection cap for the store, the admin port,
@@ -19,8 +20,10 @@ const FD_RESERVE: usize = 512;
 pub struct Limits {
     pub http: KeyedLimiter<IpAddr>,
     pub accounts: KeyedLimiter<IpAddr>,
+    /// Client frames per connection (taken by each connection as it opens).
+    frames: Mutex<Rate>,
     max_total: usize,
-    max_per_ip: usize,
+    max_per_ip: AtomicUsize,
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -66,8 +69,12 @@ impl Limits {
                 f64::from(config.accounts_per_minute),
                 f64::from(config.accounts_burst),
             )),
+            frames: Mutex::new(Rate::new(
+                f64::from(config.rate_limit_per_sec),
+                f64::from(config.rate_limit_burst),
+            )),
             max_total,
-            max_per_ip: config.max_connections_per_ip.max(1),
+            max_per_ip: AtomicUsize::new(config.max_connections_per_ip.max(1)),
             total: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
         })
@@ -81,7 +88,7 @@ impl Limits {
         }
         let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
+        if *n >= self.max_per_ip.load(Relaxed) {
             drop(map);
             self.total.fetch_sub(1, Relaxed);
             return Err(Refused::TooManyFromAddress);
@@ -91,6 +98,11 @@ impl Limits {
             limits: self.clone(),
             ip,
         })
+    }
+
+    /// The frame rate a connection opened now gets.
+    pub fn frame_rate(&self) -> Rate {
+        *self.frames.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn connections(&self) -> usize {
@@ -104,6 +116,42 @@ impl Limits {
     /// At the connection cap: not ready for more clients.
     pub fn at_capacity(&self) -> bool {
         self.connections() >= self.max_total
+    }
+}
+
+/// The gateway's settings that change through discovery without a restart (see
+/// `ringchat_core::dynamic`): the per-address HTTP and account limits at once, the
+/// per-connection frame rate for connections opened from then on.
+impl Reconfigure for Limits {
+    fn reconfigure(&self, key: &str, value: &str) -> ringchat_core::Result<bool> {
+        let n = || number::<u32>(key, value, 1..=10_000_000).map(f64::from);
+        let per_sec = |l: &KeyedLimiter<IpAddr>, rate: Option<f64>, burst: Option<f64>| {
+            let r = l.rate();
+            l.set_rate(Rate::new(
+                rate.unwrap_or(r.per_sec),
+                burst.unwrap_or(r.burst),
+            ));
+        };
+        match key {
+            "gateway.http_requests_per_sec" => per_sec(&self.http, Some(n()?), None),
+            "gateway.http_requests_burst" => per_sec(&self.http, None, Some(n()?)),
+            "gateway.accounts_per_minute" => per_sec(&self.accounts, Some(n()? / 60.0), None),
+            "gateway.accounts_burst" => per_sec(&self.accounts, None, Some(n()?)),
+            "gateway.rate_limit_per_sec" | "gateway.rate_limit_burst" => {
+                let v = n()?;
+                let mut r = self.frames.lock().unwrap_or_else(|p| p.into_inner());
+                *r = if key.ends_with("per_sec") {
+                    Rate::new(v, r.burst)
+                } else {
+                    Rate::new(r.per_sec, v)
+                };
+            }
+            "gateway.max_connections_per_ip" => self
+                .max_per_ip
+                .store(number::<usize>(key, value, 1..=10_000_000)?, Relaxed),
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 }
 
@@ -193,5 +241,32 @@ mod tests {
     fn the_default_cap_stays_below_the_open_file_limit() {
         let l = Limits::new(&GatewayConfig::default(), 20_000);
         assert_eq!(l.max_connections(), 20_000 - FD_RESERVE);
+    }
+
+    #[test]
+    fn limits_change_through_dynamic_settings_and_bad_values_are_refused() {
+        let l = Limits::new(&GatewayConfig::default(), 20_000);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(l
+            .reconfigure("gateway.max_connections_per_ip", "1")
+            .unwrap());
+        let _a1 = l.admit(a).unwrap();
+        assert_eq!(l.admit(a).err(), Some(Refused::TooManyFromAddress));
+        assert!(l.reconfigure("gateway.rate_limit_per_sec", "7").unwrap());
+        assert!(l.reconfigure("gateway.rate_limit_burst", "9").unwrap());
+        assert_eq!(l.frame_rate(), Rate::new(7.0, 9.0));
+        assert!(l.reconfigure("gateway.http_requests_burst", "2").unwrap());
+        assert!(l.http.take(&a).is_ok() && l.http.take(&a).is_ok());
+        assert!(l.http.take(&a).is_err(), "the new burst holds at once");
+        assert!(l.reconfigure("gateway.accounts_per_minute", "120").unwrap());
+        assert_eq!(l.accounts.rate().per_sec, 2.0);
+        assert!(l.reconfigure("gateway.rate_limit_per_sec", "0").is_err());
+        assert!(l.reconfigure("gateway.rate_limit_per_sec", "fast").is_err());
+        assert_eq!(
+            l.frame_rate(),
+            Rate::new(7.0, 9.0),
+            "a refused value changes nothing"
+        );
+        assert!(!l.reconfigure("logic.large_group_threshold", "5").unwrap());
     }
 }

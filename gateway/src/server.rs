@@ -14,9 +14,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::GatewayConfig;
 use im_logic::LogicApi;
 use monoio::net::TcpListener;
-use ringchat_core::config::GatewayConfig;
 use ringchat_core::model::GATEWAY_SERVICE;
 use ringchat_core::ports::{Bus, Discovery, Instance};
 use ringchat_core::shutdown::Shutdown;
@@ -180,6 +180,15 @@ impl Gateway {
             gateway_id.to_string(),
             dispatch_tx.clone(),
             metrics.clone(),
+            side_signal.clone(),
+        ));
+        // dynamic settings: the per-address and per-connection limits, the log level
+        rt.spawn(ringchat_core::dynamic::follow(
+            backend.discovery.clone(),
+            vec![
+                limits.clone() as Arc<dyn ringchat_core::dynamic::Reconfigure>,
+                Arc::new(ringchat_core::bootstrap::LogLevel),
+            ],
             side_signal,
         ));
 

@@ -228,10 +228,7 @@ async fn read_loop(
     let mut frames = FrameReader::new(cfg.max_frame_bytes, &leftover);
     // the handshake's buffer: do not keep it for the life of the connection
     drop(leftover);
-    let rate = Rate::new(
-        f64::from(cfg.rate_limit_per_sec),
-        f64::from(cfg.rate_limit_burst),
-    );
+    let rate = core.limits.frame_rate();
     let mut limit = ClientState {
         budget: TokenBucket::full(rate),
         rate,

@@ -589,6 +589,48 @@ fn users_on_two_gateways_chat_alone_in_a_group_and_in_the_world() {
     wa.ack("g2");
     assert_eq!(wb.new_message(&group)["content"], "through im-task");
     assert_eq!(wc.new_message(&group)["content"], "through im-task");
+
+    // so do the gateways' limits: at one connection per address, gw-1 (where alice's
+    // WebSocket is open) refuses a new one from the same address, and takes it again
+    // once the limit is raised
+    let prefix = format!("/{}/config", cluster.name);
+    let gw1 = Http {
+        addr: cluster.gateways["gw-1"],
+        token: None,
+    };
+    cluster.etcdctl(&[
+        "put",
+        &format!("{prefix}/gateway.max_connections_per_ip"),
+        "1",
+    ]);
+    cluster.wait_for_log(
+        "gw-1",
+        "dynamic setting applied key=\"gateway.max_connections_per_ip\" value=\"1\"",
+    );
+    let r = gw1.get("/api/conversations");
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.text.contains("too many connections"), "{}", r.text);
+    cluster.etcdctl(&[
+        "put",
+        &format!("{prefix}/gateway.max_connections_per_ip"),
+        "1000",
+    ]);
+    cluster.wait_for_log(
+        "gw-1",
+        "dynamic setting applied key=\"gateway.max_connections_per_ip\" value=\"1000\"",
+    );
+    assert_eq!(gw1.get("/api/conversations").status, 401);
+
+    // and the log level: at `info` im-logic writes no line per message; at `debug` it
+    // does, from the next message on
+    assert!(!std::fs::read_to_string(&cluster.procs["im-logic"].log)
+        .unwrap()
+        .contains(" DEBUG "));
+    cluster.etcdctl(&["put", &format!("{prefix}/log.level"), "info,im_logic=debug"]);
+    cluster.wait_for_log("im-logic", "dynamic setting applied key=\"log.level\"");
+    wa.send(&group, "now in the debug log", "g3");
+    wa.ack("g3");
+    cluster.wait_for_log("im-logic", " DEBUG ");
 }
 
 /// The 16 hex digits after `trace_id=` in a text log line.

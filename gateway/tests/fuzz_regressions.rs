@@ -68,17 +68,20 @@ fn string_settings_take_numeric_and_boolean_looking_values_from_the_environment(
         .expect("a string setting given as `true` loads as that string");
     assert_eq!(c.store.url, "true");
 
-    // typed settings still read their types from the environment
-    let c = Config::from_toml_and_env(
+    // typed settings still read their types from the environment, in the core's sections
+    // and in the gateway's own
+    let s = im_gateway::config::Settings::from_toml_and_env(
         "",
         &env(&[
             ("RINGCHAT_BUS__PARTITIONS", "3"),
             ("RINGCHAT_GATEWAY__PIN_WORKERS", "true"),
             ("RINGCHAT_GATEWAY__CORS_ORIGINS", "http://a, http://b"),
+            ("RINGCHAT_GATEWAY__LOGIC_URL", "http://7:9001"),
         ]),
     )
     .unwrap();
-    assert_eq!(c.bus.partitions, 3);
-    assert!(c.gateway.pin_workers);
-    assert_eq!(c.gateway.cors_origins, vec!["http://a", "http://b"]);
+    assert_eq!(s.config.bus.partitions, 3);
+    assert!(s.gateway.pin_workers);
+    assert_eq!(s.gateway.cors_origins, vec!["http://a", "http://b"]);
+    assert_eq!(s.gateway.logic_url, "http://7:9001");
 }

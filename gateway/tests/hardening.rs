@@ -173,8 +173,8 @@ fn cors_wildcard_never_allows_credentials_and_upgrades_check_origin() {
 
 #[test]
 fn the_admin_port_listens_on_loopback_by_default() {
-    let config = ringchat_core::Config::from_toml_and_env("", &Default::default()).unwrap();
-    assert!(config.gateway.admin_listen.starts_with("127.0.0.1:"));
+    let s = im_gateway::config::Settings::from_toml_and_env("", &Default::default()).unwrap();
+    assert!(s.gateway.admin_listen.starts_with("127.0.0.1:"));
 }
 
 fn frame_json(kind: &str, data: serde_json::Value) -> serde_json::Value {

@@ -189,5 +189,5 @@ fn shutdown_releases_the_backend_and_the_data_directory() {
     rt.block_on(e.shutdown());
     assert_eq!(store.strong_count(), 0, "the store outlives the shutdown");
     assert_eq!(logic.strong_count(), 0, "the backend outlives the shutdown");
-    ringchat_core::adapters::data_dir::lock(&db).expect("the data directory is free again");
+    ringchat_embedded::data_dir::lock(&db).expect("the data directory is free again");
 }

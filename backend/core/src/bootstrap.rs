@@ -62,20 +62,55 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, ConfigError
     Config::load(path, &env)
 }
 
-/// Logs to stderr, as text or JSON (`[log] format`); `RUST_LOG` filters (default `info`).
-/// Called once the config is loaded (a config error is printed without it).
+/// The filter of the running process's log, reloadable (`log.level`, dynamic).
+static LOG_FILTER: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
+/// Logs to stderr, as text or JSON (`[log] format`), filtered by `RUST_LOG`, else by
+/// `[log] level` (default `info`). Called once the config is loaded (a config error is
+/// printed without it). The filter can change while the process runs: [`LogLevel`].
 pub fn init_logging(log: &LogConfig) {
     use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr);
-    let _ = match log.format {
-        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).try_init(),
-        LogFormat::Json => fmt.json().flatten_event(true).try_init(),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, reload, EnvFilter};
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let layer = fmt::layer().with_target(false).with_writer(std::io::stderr);
+    let installed = match log.format {
+        LogFormat::Text => registry
+            .with(layer.with_ansi(std::io::stderr().is_terminal()))
+            .try_init(),
+        LogFormat::Json => registry.with(layer.json().flatten_event(true)).try_init(),
     };
+    if installed.is_ok() {
+        let _ = LOG_FILTER.set(handle);
+    }
+}
+
+/// The dynamic setting `log.level`: a new filter for this process's log (`warn`,
+/// `info,im_logic=debug`, ... as `RUST_LOG` takes), applied at once.
+pub struct LogLevel;
+
+impl crate::dynamic::Reconfigure for LogLevel {
+    fn reconfigure(&self, key: &str, value: &str) -> crate::Result<bool> {
+        if key != "log.level" {
+            return Ok(false);
+        }
+        let filter = tracing_subscriber::EnvFilter::try_new(value.trim())
+            .map_err(|e| crate::Error::invalid(format!("log.level = {value:?}: {e}")))?;
+        let handle = LOG_FILTER
+            .get()
+            .ok_or_else(|| crate::Error::invalid("this process's log is not reloadable"))?;
+        handle
+            .reload(filter)
+            .map_err(|e| crate::Error::internal(format!("log.level: {e}")))?;
+        Ok(true)
+    }
 }
 
 /// The backend's tokio runtime, sized by `[runtime] worker_threads` (0 = one per CPU).
@@ -111,29 +146,4 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutdown signal received");
-}
-
-/// The embedded profile's configuration with its JWT secret filled in when none was
-/// configured: the one kept in the SQLite database's directory (made on first start), or
-/// for an in-memory database a random one for this run only.
-pub fn with_embedded_secret(config: &Config) -> crate::Result<Config> {
-    if config.has_jwt_secret() {
-        return Ok(config.clone());
-    }
-    let mut config = config.clone();
-    let url = &config.store.url;
-    let secret = if url.starts_with("sqlite:") && !url.contains(":memory:") {
-        use std::str::FromStr;
-        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-            .map_err(|e| crate::Error::invalid(format!("store url {url:?}: {e}")))?;
-        crate::adapters::data_dir::jwt_secret(opts.get_filename())?
-    } else {
-        use rand::RngCore;
-        let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut key);
-        tracing::warn!("no auth.jwt_secret and no data directory: tokens last for this run only");
-        key.iter().map(|b| format!("{b:02x}")).collect()
-    };
-    config.auth.jwt_secret = crate::config::Secret::new(secret);
-    Ok(config)
 }

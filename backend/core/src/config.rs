@@ -60,7 +60,10 @@ pub struct Config {
     pub repo: RepoConfig,
     pub task: TaskConfig,
     pub runtime: RuntimeConfig,
-    pub gateway: GatewayConfig,
+    /// The `[gateway]` section, read and validated by the gateway
+    /// (`im_gateway::config::GatewayConfig`); other services ignore it, so one file can
+    /// serve every process.
+    pub gateway: toml::Table,
     pub log: LogConfig,
 }
 
@@ -319,103 +322,6 @@ impl Default for TaskConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GatewayConfig {
-    /// Client WebSocket + HTTP API.
-    pub listen: String,
-    /// Health, readiness and Prometheus metrics.
-    pub admin_listen: String,
-    /// Where the distributed `im-gateway` reaches im-logic with static discovery.
-    pub logic_url: String,
-    /// Monoio worker threads ("cores"); 0 = one per CPU.
-    pub workers: usize,
-    /// Pin worker `i` to CPU `i % cpus`.
-    pub pin_workers: bool,
-    /// `auto` (io_uring if the kernel has it, else epoll), `uring` or `legacy`.
-    pub driver: String,
-    /// io_uring submission queue entries per worker.
-    pub uring_entries: u32,
-    /// Largest WebSocket text message accepted; larger ones get `MESSAGE_TOO_LARGE`.
-    pub max_message_bytes: usize,
-    /// Largest WebSocket frame read at all; beyond it the socket closes with 1009.
-    pub max_frame_bytes: usize,
-    /// Frames a connection may have queued before it counts as a slow consumer.
-    pub send_queue_frames: usize,
-    /// Bytes a connection may have queued before it counts as a slow consumer.
-    pub send_queue_bytes: usize,
-    /// A connection silent this long is closed (clients ping every 30 s).
-    pub heartbeat_timeout_secs: u64,
-    /// How often presence entries are refreshed in the cache.
-    pub presence_refresh_secs: u64,
-    /// Client frames per second per connection (token bucket), and its burst: every
-    /// frame counts (sends, mark-read, ping, invalid ones).
-    pub rate_limit_per_sec: u32,
-    pub rate_limit_burst: u32,
-    /// HTTP requests (upgrades included) per second per client address, and the burst.
-    pub http_requests_per_sec: u32,
-    pub http_requests_burst: u32,
-    /// Accounts (register and guest) created per minute per client address, and the burst.
-    pub accounts_per_minute: u32,
-    pub accounts_burst: u32,
-    /// Open connections (HTTP and WebSocket) at most; 0 = the open-file limit less a
-    /// reserve for the store, the admin port and the bus.
-    pub max_connections: usize,
-    /// Open connections per client address at most.
-    pub max_connections_per_ip: usize,
-    /// Largest HTTP request body.
-    pub http_max_body_bytes: usize,
-    /// Largest HTTP request head (request line and headers).
-    pub http_max_head_bytes: usize,
-    /// Once a request has begun, its whole head must arrive within this (slowloris).
-    pub http_head_timeout_secs: u64,
-    /// An idle keep-alive connection is closed after this.
-    pub http_idle_timeout_secs: u64,
-    /// Allowed CORS origins; `*` allows any (the embedded/dev default). In the
-    /// environment: a comma-separated list.
-    #[serde(deserialize_with = "string_or_list")]
-    pub cors_origins: Vec<String>,
-    /// On shutdown, how long to wait for in-flight sends to be acknowledged.
-    pub shutdown_grace_secs: u64,
-    /// Bytes read from a socket at a time.
-    pub read_buffer_bytes: usize,
-}
-
-impl Default for GatewayConfig {
-    fn default() -> Self {
-        GatewayConfig {
-            listen: "0.0.0.0:8080".into(),
-            admin_listen: "127.0.0.1:8081".into(),
-            logic_url: "http://127.0.0.1:9001".into(),
-            workers: 0,
-            pin_workers: false,
-            driver: "auto".into(),
-            uring_entries: 1024,
-            max_message_bytes: 64 * 1024,
-            max_frame_bytes: 1024 * 1024,
-            send_queue_frames: 4096,
-            send_queue_bytes: 8 * 1024 * 1024,
-            heartbeat_timeout_secs: 90,
-            presence_refresh_secs: 60,
-            rate_limit_per_sec: 100,
-            rate_limit_burst: 200,
-            http_requests_per_sec: 100,
-            http_requests_burst: 400,
-            accounts_per_minute: 30,
-            accounts_burst: 30,
-            max_connections: 0,
-            max_connections_per_ip: 1000,
-            http_max_body_bytes: 1024 * 1024,
-            http_max_head_bytes: 16 * 1024,
-            http_head_timeout_secs: 10,
-            http_idle_timeout_secs: 60,
-            cors_origins: vec!["*".into()],
-            shutdown_grace_secs: 10,
-            read_buffer_bytes: 1024,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
@@ -423,11 +329,23 @@ pub struct RuntimeConfig {
     pub worker_threads: usize,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
-    /// How log lines are written to stderr (`RUST_LOG` says which).
+    /// How log lines are written to stderr.
     pub format: LogFormat,
+    /// Which: `info`, `debug`, or directives per target (`info,im_logic=debug`), as
+    /// `RUST_LOG` takes them (which wins when set). A dynamic setting too.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
 }
 
 /// The form of log lines.
@@ -592,6 +510,11 @@ impl Config {
             "task.webhook_url",
             "the webhook notifier needs an http:// URL",
         )?;
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            "log.level",
+            "not a log filter (`info`, `debug`, `info,im_logic=debug`, ...)",
+        )?;
         Ok(())
     }
 
@@ -602,7 +525,7 @@ impl Config {
 }
 
 /// A list given as a TOML array or as one comma-separated string (environment overrides).
-fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Either {
@@ -617,6 +540,34 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
             .collect(),
         Either::Many(v) => v,
     })
+}
+
+/// A section that another crate owns (`[gateway]`), as its typed settings `T`: values an
+/// environment override gave the wrong type are first given the type of `T`'s default
+/// (`RINGCHAT_GATEWAY__X=7` for a string setting is the string "7"), as for the core's
+/// own sections; unknown keys are refused if `T` refuses them.
+pub fn section<T>(table: &toml::Table, name: &str) -> Result<T, ConfigError>
+where
+    T: serde::de::DeserializeOwned + Serialize + Default,
+{
+    let defaults = toml::Value::try_from(T::default())
+        .map_err(|e| ConfigError::Parse(format!("[{name}] defaults: {e}")))?;
+    let mut table = table.clone();
+    for (key, value) in table.iter_mut() {
+        let like = defaults.get(key.as_str());
+        let text = match value {
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            _ => continue,
+        };
+        if matches!(like, Some(toml::Value::String(_) | toml::Value::Array(_))) {
+            *value = toml::Value::String(text);
+        }
+    }
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Parse(format!("[{name}] {e}")))
 }
 
 /// An environment override as a TOML value: of the type the overridden setting has by
@@ -708,25 +659,40 @@ mod tests {
     }
 
     #[test]
-    fn lists_come_from_arrays_or_comma_separated_env() {
+    fn sections_owned_elsewhere_take_their_types_from_their_defaults() {
+        #[derive(Debug, Default, Deserialize, Serialize, PartialEq)]
+        #[serde(default, deny_unknown_fields)]
+        struct Mine {
+            name: String,
+            count: u32,
+            #[serde(deserialize_with = "string_or_list")]
+            list: Vec<String>,
+        }
         let c = Config::from_toml_and_env(
-            "[gateway]\ncors_origins = [\"http://a\", \"http://b\"]\n",
-            &env(&[]),
+            "[gateway]\nlist = [\"a\", \"b\"]\n",
+            &env(&[
+                ("RINGCHAT_GATEWAY__NAME", "7"),
+                ("RINGCHAT_GATEWAY__COUNT", "3"),
+            ]),
         )
         .unwrap();
-        assert_eq!(c.gateway.cors_origins, vec!["http://a", "http://b"]);
-        let c = Config::from_toml_and_env(
-            "",
-            &env(&[(
-                "RINGCHAT_GATEWAY__CORS_ORIGINS",
-                "http://localhost:5173, http://x",
-            )]),
-        )
-        .unwrap();
+        let mine: Mine = section(&c.gateway, "gateway").unwrap();
         assert_eq!(
-            c.gateway.cors_origins,
-            vec!["http://localhost:5173", "http://x"]
+            mine,
+            Mine {
+                name: "7".into(),
+                count: 3,
+                list: vec!["a".into(), "b".into()]
+            }
         );
+        let c = Config::from_toml_and_env("", &env(&[("RINGCHAT_GATEWAY__LIST", "x, y")])).unwrap();
+        let mine: Mine = section(&c.gateway, "gateway").unwrap();
+        assert_eq!(mine.list, vec!["x", "y"]);
+        let c = Config::from_toml_and_env("", &env(&[("RINGCHAT_GATEWAY__NOPE", "1")])).unwrap();
+        let e = section::<Mine>(&c.gateway, "gateway")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[gateway]") && e.contains("nope"), "{e}");
     }
 
     #[test]

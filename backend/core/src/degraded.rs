@@ -1,7 +1,8 @@
 //! Degraded mode: messaging goes on while the cache (Redis) is unreachable.
 //!
 //! [`TolerantCache`] wraps the real cache. While the cache answers, it is a pass-through
-//! that also mirrors values (sessions, revocations) into a local [`MemoryCache`]. When a
+//! that also mirrors values (sessions, revocations) into a local in-memory cache (the
+//! embedded profile's, passed in by the wiring). When a
 //! call fails as UNAVAILABLE it marks the service degraded and answers from what it has:
 //!
 //! - values (`get`) from the local mirror: sessions and revocations this instance set or
@@ -28,7 +29,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::adapters::MemoryCache;
 use crate::error::{Error, Result};
 use crate::ports::{Cache, Endpoint};
 
@@ -67,15 +67,17 @@ impl CacheHealth {
 
 pub struct TolerantCache {
     inner: Arc<dyn Cache>,
-    mirror: MemoryCache,
+    mirror: Arc<dyn Cache>,
     health: Arc<CacheHealth>,
 }
 
 impl TolerantCache {
-    pub fn new(inner: Arc<dyn Cache>, health: Arc<CacheHealth>) -> Self {
+    /// `inner` is the real cache; `mirror` an in-process one that keeps what this
+    /// instance set or read lately, answered from while `inner` is unreachable.
+    pub fn new(inner: Arc<dyn Cache>, mirror: Arc<dyn Cache>, health: Arc<CacheHealth>) -> Self {
         TolerantCache {
             inner,
-            mirror: MemoryCache::new(),
+            mirror,
             health,
         }
     }

@@ -274,6 +274,7 @@ impl From<tonic::Status> for Error {
 /// (13) (primary codes, the low byte of the extended code sqlx reports). Other databases
 /// report a SQLSTATE: serialization failures and deadlocks (class 40) are transient. The
 /// MySQL adapter classifies its own errors by number (1205, 1213) before they get here.
+#[cfg(feature = "sqlx")]
 fn is_transient_db_error(e: &(dyn sqlx::error::DatabaseError + 'static)) -> bool {
     let Some(code) = e.code() else {
         return false;
@@ -286,6 +287,7 @@ fn is_transient_db_error(e: &(dyn sqlx::error::DatabaseError + 'static)) -> bool
     }
 }
 
+#[cfg(feature = "sqlx")]
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match &e {

@@ -1,9 +1,10 @@
 //! ringchat's domain core, shared by im-logic, im-repo, im-task and the gateway:
-//! the error type, typed configuration, the ports (one trait per external system) with
-//! their embedded adapters, and the domain rules every service applies the same way.
+//! the error type, typed configuration, the ports (one trait per external system) and
+//! their conformance suites, and the domain rules every service applies the same way.
+//! No engine client: the adapters live in `backend/adapters/` (`ringchat-embedded` for
+//! the one-process profile, one crate per real engine) and `ringchat-wiring` picks them.
 #![forbid(unsafe_code)]
 
-pub mod adapters;
 pub mod bootstrap;
 pub mod config;
 pub mod consume;

@@ -293,23 +293,6 @@ mod tests {
         assert_eq!(seen, (Some(outer), Some(outer), Some(other), Some(outer)));
     }
 
-    #[tokio::test]
-    async fn publish_adds_the_header_only_inside_a_trace() {
-        use crate::adapters::MemoryBus;
-        let bus = MemoryBus::new(1, 16);
-        let mut sub = bus.subscribe("t", "g").await.unwrap();
-        let id = TraceId::random();
-        in_message(Some(id), publish(&bus, "t", b"k", Bytes::from_static(b"a")))
-            .await
-            .unwrap();
-        publish(&bus, "t", b"k", Bytes::from_static(b"b"))
-            .await
-            .unwrap();
-        let got = crate::testkit::bus::read_n(sub.as_mut(), 2).await;
-        assert_eq!(TraceId::of_record(&got[0]), Some(id));
-        assert!(got[1].headers.is_empty());
-    }
-
     #[test]
     fn inject_writes_the_metadata_of_the_current_trace() {
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use im_logic::{GrpcLogic, LogicApi};
-use ringchat_core::adapters::SqliteStore;
 use ringchat_core::shutdown::Shutdown;
 use ringchat_core::testkit::unique;
 use ringchat_core::ErrorCode;
+use ringchat_embedded::SqliteStore;
 use ringchat_observe::testkit::Spawned;
 use ringchat_proto as pb;
 

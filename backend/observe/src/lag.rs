@@ -86,7 +86,7 @@ impl BusLag {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use ringchat_core::adapters::MemoryBus;
+    use ringchat_embedded::MemoryBus;
 
     use super::*;
 

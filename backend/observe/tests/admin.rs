@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ringchat_core::adapters::{MemoryBus, MemoryCache, SqliteStore, StaticDiscovery};
 use ringchat_core::degraded::{CacheHealth, TolerantCache};
 use ringchat_core::ports::{Cache, Endpoint};
 use ringchat_core::shutdown::Shutdown;
 use ringchat_core::{Error, Result};
+use ringchat_embedded::{MemoryBus, MemoryCache, SqliteStore, StaticDiscovery};
 use ringchat_observe::admin::{self, Admin, DEGRADED_HEADER};
 use ringchat_observe::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -128,7 +128,7 @@ async fn service() -> Service {
     let discovery = Arc::new(StaticDiscovery::default());
     let health = Arc::new(CacheHealth::default());
     let cache = Arc::new(FailingCache::default());
-    let tolerant = TolerantCache::new(cache.clone(), health.clone());
+    let tolerant = TolerantCache::new(cache.clone(), Arc::new(MemoryCache::new()), health.clone());
     let mut metrics = Metrics::for_service("im-test", "t-1");
     metrics.cache_health(health.clone()).bus_lag(bus.clone());
     let admin = Admin::new(Arc::new(metrics))

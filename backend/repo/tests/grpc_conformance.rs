@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use im_repo::GrpcStore;
-use ringchat_core::adapters::SqliteStore;
 use ringchat_core::ports::Store;
+use ringchat_embedded::SqliteStore;
 
 async fn remote_store() -> Arc<dyn Store> {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringchat_core::adapters::SqliteStore;
 use ringchat_core::shutdown::Shutdown;
 use ringchat_core::testkit::unique;
+use ringchat_embedded::SqliteStore;
 use ringchat_observe::testkit::Spawned;
 
 #[test]

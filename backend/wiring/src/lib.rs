@@ -15,13 +15,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringchat_core::adapters::{
-    LogNotifier, MemoryBus, MemoryCache, SqliteStore, StaticDiscovery, WebhookNotifier,
-};
 use ringchat_core::config::Config;
 use ringchat_core::degraded::{CacheHealth, TolerantCache};
 use ringchat_core::ports::{Bus, Cache, Discovery, Instance, Notifier, Ports, Store};
 use ringchat_core::{Error, Result};
+use ringchat_embedded::{
+    LogNotifier, MemoryBus, MemoryCache, SqliteStore, StaticDiscovery, WebhookNotifier,
+};
 use tonic::transport::{Channel, Endpoint};
 
 /// The scheme of a URL (`kafka` of `kafka://a:1`), or the whole text when it has none.
@@ -198,6 +198,7 @@ pub async fn cache(config: &Config, health: &Arc<CacheHealth>) -> Result<Arc<dyn
         // degraded mode when Redis is unreachable: see ringchat_core::degraded
         "redis" | "rediss" => Arc::new(TolerantCache::new(
             Arc::new(ringchat_redis::RedisCache::connect(url, &config.cache.key_prefix).await?),
+            Arc::new(MemoryCache::new()),
             health.clone(),
         )),
         _ => return Err(unsupported("cache.url", url, "memory://, redis://")),

@@ -1,5 +1,6 @@
-//! Configuration: a TOML file overlaid with `RINGCHAT_*` environment overrides
-//! (`Config::from_toml_and_env`, then `validate`).
+//! Configuration: a TOML file overlaid with `RINGCHAT_*` environment overrides, as a
+//! gateway process loads it (`Settings::from_toml_and_env`: the core's sections, then the
+//! gateway's own `[gateway]` section, each validated).
 //!
 //! Input, in one of two forms (`corpus/config/seed-*` has both):
 //! - a file and overrides: the TOML text, a NUL byte, then `KEY=VALUE` lines. Keys outside
@@ -21,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use im_gateway::config::{GatewayConfig, Settings};
 use ringchat_core::Config;
 use serde_json::Value;
 
@@ -48,31 +50,38 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
 
-    let Ok(config) = Config::from_toml_and_env(toml_text, &env) else {
+    let Ok(settings) = Settings::from_toml_and_env(toml_text, &env) else {
         return;
     };
-    config.validate().expect("a loaded config validates");
-    let as_json = serde_json::to_value(&config).expect("a config serializes");
+    settings.config.validate().expect("a loaded config validates");
+    settings.gateway.validate().expect("a loaded gateway section validates");
+    let as_json = to_json(&settings);
 
-    let value = toml::Value::try_from(&config).expect("a config serializes to TOML");
+    let value = toml::Value::try_from(&settings.config).expect("a config serializes to TOML");
     let back: Config = value.try_into().expect("a serialized config loads");
-    assert_eq!(serde_json::to_value(&back).unwrap(), as_json);
+    let gateway = toml::Value::try_from(&settings.gateway).expect("the gateway's serialize");
+    let back_gateway: GatewayConfig = gateway.try_into().expect("the gateway's load back");
+    let back = Settings {
+        config: back,
+        gateway: back_gateway,
+    };
+    assert_eq!(to_json(&back), as_json);
 
     // all at once (one more load), then one by one to name the culprit
     let all = overrides(&as_json);
     let mut env2 = env.clone();
     env2.extend(all.iter().cloned());
-    if let Ok(c) = Config::from_toml_and_env(toml_text, &env2) {
-        if serde_json::to_value(&c).unwrap() == as_json {
+    if let Ok(c) = Settings::from_toml_and_env(toml_text, &env2) {
+        if to_json(&c) == as_json {
             return;
         }
     }
     for (key, value) in all {
         let mut env2 = env.clone();
         env2.insert(key.clone(), value.clone());
-        match Config::from_toml_and_env(toml_text, &env2) {
+        match Settings::from_toml_and_env(toml_text, &env2) {
             Ok(c) => assert_eq!(
-                serde_json::to_value(&c).unwrap(),
+                to_json(&c),
                 as_json,
                 "{key}={value:?} changed the config"
             ),
@@ -81,6 +90,13 @@ fuzz_target!(|data: &[u8]| {
     }
     panic!("overriding every setting with its own value changes the config");
 });
+
+/// Every setting as JSON: the core's sections with the gateway's typed one.
+fn to_json(s: &Settings) -> Value {
+    let mut v = serde_json::to_value(&s.config).expect("a config serializes");
+    v["gateway"] = serde_json::to_value(&s.gateway).expect("the gateway's serialize");
+    v
+}
 
 /// `RINGCHAT_SECTION__KEY` and the current value as an operator writes it, for every
 /// scalar and list setting.
@@ -137,7 +153,7 @@ enum Kind {
 fn settings() -> &'static [(String, String, Kind)] {
     static SETTINGS: OnceLock<Vec<(String, String, Kind)>> = OnceLock::new();
     SETTINGS.get_or_init(|| {
-        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let defaults = to_json(&Settings::default());
         let mut out = Vec::new();
         for (section, fields) in defaults.as_object().unwrap() {
             for (key, v) in fields.as_object().unwrap() {
@@ -178,18 +194,18 @@ fn one_setting_both_ways(pick: u8, value: &[u8]) {
         }
     };
     let file = format!("[{section}]\n{key} = {literal}\n");
-    let from_file = Config::from_toml_and_env(&file, &HashMap::new());
+    let from_file = Settings::from_toml_and_env(&file, &HashMap::new());
     let name = format!(
         "RINGCHAT_{}__{}",
         section.to_ascii_uppercase(),
         key.to_ascii_uppercase()
     );
     let env = HashMap::from([(name.clone(), value.to_string())]);
-    let from_env = Config::from_toml_and_env("", &env);
+    let from_env = Settings::from_toml_and_env("", &env);
     match (&from_file, &from_env) {
         (Ok(a), Ok(b)) => assert_eq!(
-            serde_json::to_value(a).unwrap(),
-            serde_json::to_value(b).unwrap(),
+            to_json(a),
+            to_json(b),
             "{name}={value:?} loads otherwise than {file:?}"
         ),
         (Err(_), Err(_)) => {}

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use im_gateway::config::Settings;
 use im_gateway::server::{Backend, Gateway};
 use im_logic::GrpcLogic;
 use ringchat_core::bootstrap::{self, About};
@@ -25,7 +26,8 @@ const ABOUT: About = About {
 
 fn main() -> anyhow::Result<()> {
     let path = bootstrap::config_path_from_args(&ABOUT);
-    let config = bootstrap::load_config(path.as_deref())?;
+    let Settings { config, gateway } =
+        Settings::from_config(bootstrap::load_config(path.as_deref())?)?;
     bootstrap::init_logging(&config.log);
     let rt = bootstrap::build_runtime(&config, "im-gateway-side")?;
     rt.block_on(async move {
@@ -35,10 +37,10 @@ fn main() -> anyhow::Result<()> {
             &config,
             discovery.clone(),
             LOGIC_SERVICE,
-            &config.gateway.logic_url,
+            &gateway.logic_url,
         )?;
         let gateway = Gateway::start(
-            &config.gateway,
+            &gateway,
             &config.node.id,
             Backend {
                 runtime: tokio::runtime::Handle::current(),

@@ -1,5 +1,6 @@
 //! `ringchat`: the whole IM system in one process (embedded profile).
 
+use im_gateway::config::Settings;
 use im_gateway::embedded::Embedded;
 use ringchat_core::bootstrap::{self, About};
 use ringchat_core::shutdown::Shutdown;
@@ -17,7 +18,8 @@ const ABOUT: About = About {
 
 fn main() -> anyhow::Result<()> {
     let path = bootstrap::config_path_from_args(&ABOUT);
-    let config = bootstrap::load_config(path.as_deref())?;
+    // the [gateway] section is validated now, before anything starts
+    let Settings { config, .. } = Settings::from_config(bootstrap::load_config(path.as_deref())?)?;
     bootstrap::init_logging(&config.log);
     let rt = bootstrap::build_runtime(&config, "ringchat-backend")?;
     rt.block_on(async move {

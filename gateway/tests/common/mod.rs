@@ -136,7 +136,7 @@ impl System {
             .unwrap();
         let embedded = rt
             .block_on(async {
-                let config = ringchat_core::bootstrap::with_embedded_secret(&config)?;
+                let config = ringchat_embedded::with_embedded_secret(&config)?;
                 let ports = wrap(ringchat_wiring::embedded(&config).await?);
                 Embedded::start_with(&config, ports).await
             })

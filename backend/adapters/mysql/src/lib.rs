@@ -1,7 +1,7 @@
 //! ringchat's MySQL/MariaDB adapter: the [`Store`](ringchat_core::ports::Store) port of the
 //! distributed profile, where several im-repo processes write one database.
 //!
-//! It is the SQLite adapter (`ringchat_core::adapters::SqliteStore`) translated to InnoDB,
+//! It is the SQLite adapter (`ringchat_embedded::SqliteStore`) translated to InnoDB,
 //! with the same semantics, pinned by the same conformance suite. What SQLite gets from its
 //! single writer, this adapter gets from row locks:
 //!

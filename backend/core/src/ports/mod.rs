@@ -2,11 +2,11 @@
 //!
 //! | port | embedded adapter | real adapter (distributed profile) |
 //! |---|---|---|
-//! | [`Bus`] | [`crate::adapters::MemoryBus`] | Kafka |
-//! | [`Store`] | [`crate::adapters::SqliteStore`] | MySQL/MariaDB, or im-repo over gRPC |
-//! | [`Cache`] | [`crate::adapters::MemoryCache`] | Redis |
-//! | [`Discovery`] | [`crate::adapters::StaticDiscovery`] | etcd |
-//! | [`Notifier`] | [`crate::adapters::LogNotifier`] | [`crate::adapters::WebhookNotifier`] |
+//! | [`Bus`] | `ringchat_embedded::MemoryBus` | Kafka (`ringchat-kafka`) |
+//! | [`Store`] | `ringchat_embedded::SqliteStore` | MySQL/MariaDB (`ringchat-mysql`), or im-repo over gRPC |
+//! | [`Cache`] | `ringchat_embedded::MemoryCache` | Redis (`ringchat-redis`) |
+//! | [`Discovery`] | `ringchat_embedded::StaticDiscovery` | etcd (`ringchat-etcd`) |
+//! | [`Notifier`] | `ringchat_embedded::LogNotifier` | `ringchat_embedded::WebhookNotifier` |
 //!
 //! Each port has a conformance suite in [`crate::testkit`] that every adapter runs.
 

@@ -70,7 +70,10 @@ fn main() -> anyhow::Result<()> {
         // settings changed in etcd (`{prefix}/config/<key>`) apply without a restart
         let dynamic = tokio::spawn(ringchat_core::dynamic::follow(
             discovery.clone(),
-            vec![logic.clone() as Arc<dyn ringchat_core::dynamic::Reconfigure>],
+            vec![
+                logic.clone() as Arc<dyn ringchat_core::dynamic::Reconfigure>,
+                Arc::new(bootstrap::LogLevel),
+            ],
             signal.clone(),
         ));
         let resync = {

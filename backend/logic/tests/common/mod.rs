@@ -11,12 +11,12 @@ use bytes::Bytes;
 use im_logic::{consumer, GrpcLogic, LogicApi, LogicService};
 use im_repo::GrpcStore;
 use prost::Message as _;
-use ringchat_core::adapters::{MemoryBus, MemoryCache, SqliteStore, StaticDiscovery};
 use ringchat_core::model::GATEWAY_SERVICE;
 use ringchat_core::ports::{Instance, Notifier, OfflinePush, Subscription};
 use ringchat_core::shutdown::Shutdown;
 use ringchat_core::testkit::unique;
 use ringchat_core::{Config, Ports};
+use ringchat_embedded::{MemoryBus, MemoryCache, SqliteStore, StaticDiscovery};
 use ringchat_proto as pb;
 use tokio::sync::Notify;
 

@@ -37,7 +37,13 @@ fn main() -> anyhow::Result<()> {
             .store(store.clone())
             .discovery(discovery.clone(), REPO_SERVICE);
         let (stop, signal) = Shutdown::new();
-        admin::start(&config.repo.admin_listen, admin, signal.into_future()).await?;
+        admin::start(&config.repo.admin_listen, admin, signal.clone().into_future()).await?;
+        // the log level follows etcd (`{prefix}/config/log.level`)
+        tokio::spawn(ringchat_core::dynamic::follow(
+            discovery.clone(),
+            vec![Arc::new(bootstrap::LogLevel)],
+            signal,
+        ));
         let listener = tokio::net::TcpListener::bind(&config.repo.listen)
             .await
             .with_context(|| format!("binding {}", config.repo.listen))?;

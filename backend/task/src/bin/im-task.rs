@@ -49,6 +49,12 @@ fn main() -> anyhow::Result<()> {
             signal.clone().into_future(),
         )
         .await?;
+        // the log level follows etcd (`{prefix}/config/log.level`)
+        tokio::spawn(ringchat_core::dynamic::follow(
+            discovery.clone(),
+            vec![Arc::new(bootstrap::LogLevel)],
+            signal.clone(),
+        ));
         let worker = tokio::spawn(im_task::run(task, signal));
         // listed in discovery (it serves no gRPC port) so operators see it live
         let me = Instance {

@@ -18,25 +18,16 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use crate::error::{Error, ErrorCode, Result};
-use crate::ids::{now_ms, IdGenerator};
-use crate::model::{self, WORLD_ID};
-use crate::ports::Store;
+use ringchat_core::error::{Error, ErrorCode, Result};
+use ringchat_core::ids::{now_ms, IdGenerator};
+use ringchat_core::model::{self, WORLD_ID};
+use ringchat_core::ports::Store;
 
 const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
-    (
-        2,
-        include_str!("../../migrations/sqlite/0002_world_member_count.sql"),
-    ),
-    (
-        3,
-        include_str!("../../migrations/sqlite/0003_username_skeleton.sql"),
-    ),
-    (
-        4,
-        include_str!("../../migrations/sqlite/0004_revoked_tokens.sql"),
-    ),
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_world_member_count.sql")),
+    (3, include_str!("../migrations/0003_username_skeleton.sql")),
+    (4, include_str!("../migrations/0004_revoked_tokens.sql")),
 ];
 
 pub struct SqliteStore {
@@ -44,7 +35,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
     ids: IdGenerator,
     /// One process per database file (none for an in-memory database).
-    _lock: Option<super::data_dir::DataDirLock>,
+    _lock: Option<crate::data_dir::DataDirLock>,
 }
 
 impl SqliteStore {
@@ -60,7 +51,7 @@ impl SqliteStore {
         let lock = if memory {
             None
         } else {
-            Some(super::data_dir::lock(opts.get_filename())?)
+            Some(crate::data_dir::lock(opts.get_filename())?)
         };
         if !memory {
             opts = opts

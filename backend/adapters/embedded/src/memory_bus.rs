@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::error::{Error, Result};
-use crate::ports::{Bus, PartitionLag, Record, Subscription};
+use ringchat_core::error::{Error, Result};
+use ringchat_core::ports::{Bus, PartitionLag, Record, Subscription};
 
 #[derive(Clone)]
 pub struct MemoryBus {
@@ -389,7 +389,7 @@ impl Subscription for MemorySubscription {
             let mut st = self.group.state.lock().expect("bus lock");
             if st.generation != self.generation {
                 return Err(Error::new(
-                    crate::error::ErrorCode::Conflict,
+                    ringchat_core::error::ErrorCode::Conflict,
                     "commit after a rebalance: partitions were reassigned",
                 ));
             }
@@ -428,7 +428,7 @@ impl Drop for MemorySubscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorCode;
+    use ringchat_core::error::ErrorCode;
 
     #[tokio::test]
     async fn lag_counts_the_records_a_live_group_has_not_committed() {

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use ringchat_core::adapters::WebhookNotifier;
 use ringchat_core::ports::{Notifier, OfflinePush};
 use ringchat_core::ErrorCode;
+use ringchat_embedded::WebhookNotifier;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn push() -> OfflinePush {

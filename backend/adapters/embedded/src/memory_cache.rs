@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::error::Result;
-use crate::ports::{Cache, Endpoint};
+use ringchat_core::error::Result;
+use ringchat_core::ports::{Cache, Endpoint};
 
 #[derive(Default)]
 pub struct MemoryCache {

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
+use im_gateway::config::{GatewayConfig, Settings};
 use ringchat_core::Config;
 
 /// The binaries of the image (deploy/docker/Dockerfile).
@@ -50,7 +51,7 @@ struct File {
 }
 
 fn deployment_files() -> Vec<File> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut paths = vec![
         ("deploy/docker/Dockerfile".to_string(), Kind::Dockerfile),
         ("deploy/docker/docker-compose.yml".to_string(), Kind::Yaml),
@@ -398,8 +399,15 @@ fn commands(file: &File) -> Vec<Command> {
 
 // --- holding them to the config and the binaries ------------------------------------------
 
+/// Every setting's default: the core's sections and the gateway's own.
 fn defaults() -> toml::Value {
-    toml::Value::try_from(Config::default()).expect("the default config serialises")
+    let mut all = toml::Value::try_from(Config::default()).expect("the default config serialises");
+    let gateway =
+        toml::Value::try_from(GatewayConfig::default()).expect("the gateway's defaults serialise");
+    all.as_table_mut()
+        .expect("a table")
+        .insert("gateway".into(), gateway);
+    all
 }
 
 /// A value of the right type for a key whose value the file does not spell out: its
@@ -442,7 +450,7 @@ fn check_setting(s: &Setting, defaults: &toml::Value) -> Result<(), String> {
         .clone()
         .unwrap_or_else(|| stand_in(defaults, &s.name));
     let env = HashMap::from([(s.name.clone(), value.clone())]);
-    Config::from_toml_and_env("", &env)
+    Settings::from_toml_and_env("", &env)
         .map(|_| ())
         .map_err(|e| {
             format!(

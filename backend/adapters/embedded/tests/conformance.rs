@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use ringchat_core::adapters::{MemoryBus, MemoryCache, SqliteStore, StaticDiscovery};
 use ringchat_core::ports::{Bus, Cache, Discovery, Store};
+use ringchat_embedded::{MemoryBus, MemoryCache, SqliteStore, StaticDiscovery};
 
 mod bus {
     use super::*;

@@ -10,8 +10,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use crate::error::{Error, Result};
-use crate::ports::{Notifier, OfflinePush};
+use ringchat_core::error::{Error, Result};
+use ringchat_core::ports::{Notifier, OfflinePush};
 
 /// Logs each push; counts them so a process can expose the figure.
 #[derive(Default)]

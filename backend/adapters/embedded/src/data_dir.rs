@@ -12,7 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, ErrorCode, Result};
+use ringchat_core::error::{Error, ErrorCode, Result};
 
 /// Held while the store is open; dropping it releases the lock.
 #[derive(Debug)]
@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn a_second_lock_on_the_same_database_is_refused_until_the_first_is_dropped() {
-        let dir = std::env::temp_dir().join(crate::testkit::unique("lock"));
+        let dir = std::env::temp_dir().join(ringchat_core::testkit::unique("lock"));
         let db = dir.join("ringchat.db");
         let first = lock(&db).unwrap();
         let e = lock(&db).unwrap_err();
@@ -109,12 +109,10 @@ mod tests {
 mod store_tests {
     #[tokio::test]
     async fn dropping_the_store_releases_the_lock() {
-        let dir = std::env::temp_dir().join(crate::testkit::unique("lockstore"));
+        let dir = std::env::temp_dir().join(ringchat_core::testkit::unique("lockstore"));
         let db = dir.join("ringchat.db");
         let url = format!("sqlite://{}", db.display());
-        let store = crate::adapters::SqliteStore::connect(&url, 2, 1)
-            .await
-            .unwrap();
+        let store = crate::SqliteStore::connect(&url, 2, 1).await.unwrap();
         assert!(super::lock(&db).is_err());
         drop(store);
         super::lock(&db).expect("free once the store is dropped");

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
-use crate::ports::{Discovery, Instance};
+use ringchat_core::error::Result;
+use ringchat_core::ports::{Discovery, Instance};
 
 #[derive(Default)]
 pub struct StaticDiscovery {
