@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringchat_core::config::Config;
-use ringchat_core::degraded::{CacheHealth, TolerantCache};
+use ringchat_core::degraded::CacheHealth;
 use ringchat_core::ports::{Bus, Cache, Discovery, Instance, Notifier, Ports, Store};
 use ringchat_core::{Error, Result};
 use ringchat_embedded::{
@@ -30,6 +30,7 @@ fn scheme(url: &str) -> &str {
 }
 
 /// `host:port[,host:port]` after `scheme://`.
+#[cfg_attr(not(feature = "distributed"), allow(dead_code))]
 fn hosts(url: &str) -> Vec<String> {
     url.split_once("://")
         .map(|(_, rest)| rest)
@@ -43,6 +44,12 @@ fn hosts(url: &str) -> Vec<String> {
 }
 
 fn unsupported(key: &str, url: &str, supported: &str) -> Error {
+    if cfg!(not(feature = "distributed")) {
+        return Error::invalid(format!(
+            "{key} = {url:?}: this build has the embedded adapters only (built without \
+             ringchat-wiring's `distributed` feature)"
+        ));
+    }
     Error::invalid(format!(
         "{key} = {url:?}: unknown scheme (supported: {supported})"
     ))
@@ -158,6 +165,7 @@ async fn bare_bus(config: &Config) -> Result<Arc<dyn Bus>> {
             config.bus.partitions,
             config.bus.partition_capacity,
         )),
+        #[cfg(feature = "distributed")]
         "kafka" => Arc::new(
             ringchat_kafka::KafkaBus::connect(&ringchat_kafka::KafkaOptions {
                 brokers: hosts(url).join(","),
@@ -177,6 +185,7 @@ pub async fn store(config: &Config) -> Result<Arc<dyn Store>> {
         "sqlite" => Arc::new(
             SqliteStore::connect(url, config.store.max_connections, config.node.worker_id).await?,
         ),
+        #[cfg(feature = "distributed")]
         "mysql" | "mariadb" => Arc::new(
             ringchat_mysql::MysqlStore::connect(&ringchat_mysql::MysqlOptions {
                 url: url.replacen("mariadb:", "mysql:", 1),
@@ -191,12 +200,14 @@ pub async fn store(config: &Config) -> Result<Arc<dyn Store>> {
 }
 
 /// The cache; a real one is wrapped for degraded mode, reporting to `health`.
+#[cfg_attr(not(feature = "distributed"), allow(unused_variables))]
 pub async fn cache(config: &Config, health: &Arc<CacheHealth>) -> Result<Arc<dyn Cache>> {
     let url = &config.cache.url;
     Ok(match scheme(url) {
         "memory" => Arc::new(MemoryCache::new()),
         // degraded mode when Redis is unreachable: see ringchat_core::degraded
-        "redis" | "rediss" => Arc::new(TolerantCache::new(
+        #[cfg(feature = "distributed")]
+        "redis" | "rediss" => Arc::new(ringchat_core::degraded::TolerantCache::new(
             Arc::new(ringchat_redis::RedisCache::connect(url, &config.cache.key_prefix).await?),
             Arc::new(MemoryCache::new()),
             health.clone(),
@@ -209,6 +220,7 @@ pub async fn discovery(config: &Config) -> Result<Arc<dyn Discovery>> {
     let url = &config.discovery.url;
     Ok(match scheme(url) {
         "static" => Arc::new(StaticDiscovery::new(&config.discovery.services)),
+        #[cfg(feature = "distributed")]
         "etcd" => {
             let endpoints: Vec<String> = hosts(url)
                 .into_iter()
