@@ -109,6 +109,8 @@ pub struct Receiver {
     pub tally: Tally,
     /// The common start (ns); receive times before it count in second 0.
     pub start_ns: u64,
+    /// How long the loop polls without sleeping after a wake-up with work (ns).
+    pub spin_ns: u64,
     marker: Finder<'static>,
 }
 
@@ -130,6 +132,7 @@ impl Receiver {
             buf: vec![0; READ_BUF],
             tally,
             start_ns: 0,
+            spin_ns: 50_000,
             marker: Finder::new(b"\"LG|"),
         }
     }

@@ -323,6 +323,7 @@ fn thread_main(
         std::thread::sleep(Duration::from_millis(1));
     };
     rx.start_ns = start;
+    rx.spin_ns = (s.recv_spin_us * 1e3) as u64;
     let stop = if s.kind == crate::scenario::Kind::Idle {
         start + (s.hold_secs * 1e9) as u64
     } else {
@@ -358,6 +359,10 @@ pub fn receive_until(
     let mut events = Events::with_capacity(1024);
     let mut last_wake = now_ns().max(start);
     let mut published = (0u64, 0usize);
+    // after a wake-up with work, poll without sleeping for a while: frames of one fan-out
+    // arrive microseconds apart, and a sleep/wake-up per frame (an IPI and two context
+    // switches, dear on a VM) would cost more than the frame
+    let mut spin_until = 0u64;
     loop {
         let before = now_ns();
         if before >= stop {
@@ -367,7 +372,11 @@ pub fn receive_until(
             rx.tally
                 .add_busy(before - start, before.saturating_sub(last_wake));
         }
-        let timeout = Duration::from_nanos((stop - before).min(50_000_000));
+        let timeout = if before < spin_until {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos((stop - before).min(50_000_000))
+        };
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 eprintln!("loadgen: poll: {e}");
@@ -376,6 +385,10 @@ pub fn receive_until(
         }
         let wake = now_ns();
         last_wake = wake.max(start);
+        if events.is_empty() {
+            continue; // a spin or a timeout: idle, not busy
+        }
+        spin_until = wake + rx.spin_ns;
         rx.tally.wakes += 1;
         for ev in events.iter() {
             rx.on_readable(ev.token().0, wake);
