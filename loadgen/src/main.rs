@@ -14,6 +14,7 @@
 //! loadgen compare --out DIR --stem NAME a.json b.json ...
 //! ```
 #![deny(unsafe_code)]
+#![recursion_limit = "256"]
 
 mod bench;
 mod clock;

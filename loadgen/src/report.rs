@@ -169,13 +169,24 @@ pub fn summarize(
             h.value_at_quantile(p)
         }
     };
-    let why = verdict(
+    let mut why = verdict(
         busy_max,
         q(&r.own_lag, 0.99),
         q(&r.send_lag, 0.99),
         q(&r.delivery, 0.99),
         late,
     );
+    // busy (outside epoll_wait) but not on a CPU: the machine's other work held it off
+    let full = s.duration_secs + s.drain_secs;
+    let recv_cpu_share = r.recv_cpu_secs / (full * threads as f64).max(1e-9);
+    let busy_full = r.busy_ns.iter().sum::<u64>() as f64 / 1e9 / (full * threads as f64).max(1e-9);
+    if !why.is_empty() && recv_cpu_share < 0.7 * busy_full {
+        why.push(format!(
+            "the receive loop was busy {:.0}% of the run but on a CPU only {:.0}%: other work on its CPU held it off",
+            busy_full * 100.0,
+            recv_cpu_share * 100.0
+        ));
+    }
     let server_json = server.map(|st| {
         let cpu = st.cpu_after - st.cpu_before;
         let per = if delivered > 0 { cpu * 1e6 / delivered as f64 } else { 0.0 };
@@ -246,6 +257,7 @@ pub fn summarize(
             "cpu_utilisation": cpu_util,
             "recv_busy_max": busy_max,
             "recv_busy_mean": busy_mean,
+            "recv_cpu_share": recv_cpu_share,
             "own_lag_ms": ms_summary(&r.own_lag),
             "unread_bytes": if r.unread.is_empty() { Value::Null } else { json!({
                 "p50": r.unread.value_at_quantile(0.5),
@@ -320,9 +332,10 @@ pub fn print_table(v: &Value) {
     }
     let lg = &v["loadgen"];
     println!(
-        "loadgen          receive loop busy {:.0}% (busiest second {:.0}%), own lag p50 {} p99 {} ms, unread per read p50 {} p99 {} B, {:.1} frames/read; sends late p99 {} ms; CPU {:.0}% of {} thread(s)",
+        "loadgen          receive loop busy {:.0}% (busiest second {:.0}%; on a CPU {:.0}% of the run), own lag p50 {} p99 {} ms, unread per read p50 {} p99 {} B, {:.1} frames/read; sends late p99 {} ms; CPU {:.0}% of {} thread(s)",
         lg["recv_busy_mean"].as_f64().unwrap_or(0.0) * 100.0,
         lg["recv_busy_max"].as_f64().unwrap_or(0.0) * 100.0,
+        lg["recv_cpu_share"].as_f64().unwrap_or(0.0) * 100.0,
         lg["own_lag_ms"]["p50"],
         lg["own_lag_ms"]["p99"],
         lg["unread_bytes"]["p50"],

@@ -329,7 +329,9 @@ fn thread_main(
     } else {
         start + ((s.duration_secs + s.drain_secs) * 1e9) as u64
     };
+    let cpu0 = crate::clock::thread_cpu_seconds();
     receive_until(&mut poll, &mut rx, start, stop, Some(&shared));
+    out.recv_cpu_secs = crate::clock::thread_cpu_seconds() - cpu0;
     account(&plan, &rx, &mut out);
     let t = std::mem::take(&mut rx.tally);
     for sec in &t.seconds {

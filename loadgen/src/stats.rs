@@ -93,6 +93,10 @@ pub struct PartResult {
     /// Per second since the start: ns the receive loops spent outside `epoll_wait`
     /// (summed over threads).
     pub busy_ns: Vec<u64>,
+    /// CPU seconds the receive threads used from the start to the end of the drain (with
+    /// the busy share: whether a busy loop was working or waiting for a CPU).
+    #[serde(default)]
+    pub recv_cpu_secs: f64,
     pub reads: u64,
     pub wakes: u64,
     pub connected: usize,
@@ -126,6 +130,7 @@ impl Default for PartResult {
             send_lag: hist(),
             send_stalls: 0,
             busy_ns: Vec::new(),
+            recv_cpu_secs: 0.0,
             reads: 0,
             wakes: 0,
             connected: 0,
@@ -198,6 +203,7 @@ impl PartResult {
         let _ = self.send_lag.add(&o.send_lag);
         self.send_stalls += o.send_stalls;
         add_vec(&mut self.busy_ns, &o.busy_ns);
+        self.recv_cpu_secs += o.recv_cpu_secs;
         self.reads += o.reads;
         self.wakes += o.wakes;
         self.connected += o.connected;
