@@ -193,7 +193,10 @@ pub fn summarize(
         json!({
             "pid": st.pid,
             "cpu_secs": cpu,
-            "busy_share": cpu / st.secs.max(1e-9),
+            // the run's CPU (the drain's work included) over the send window: an upper
+            // estimate of how busy the server was while it was sent to
+            "busy_share": cpu / s.duration_secs.max(1e-9),
+            "busy_share_whole_run": cpu / st.secs.max(1e-9),
             "cpu_us_per_delivery": per,
             "cpu_secs_per_million_deliveries": per,
             "rss_before_bytes": st.rss_before,
