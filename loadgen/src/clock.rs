@@ -78,3 +78,29 @@ pub fn open_file_limit() -> u64 {
         1024
     }
 }
+
+/// CPU seconds (user + system) used by the calling thread.
+pub fn thread_cpu_seconds() -> f64 {
+    let mut r = libc_rusage();
+    // SAFETY: getrusage fills the struct we own.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::getrusage(libc::RUSAGE_THREAD, &mut r);
+    }
+    r.ru_utime.tv_sec as f64
+        + r.ru_utime.tv_usec as f64 / 1e6
+        + r.ru_stime.tv_sec as f64
+        + r.ru_stime.tv_usec as f64 / 1e6
+}
+
+/// Pins the calling thread to one CPU; false when the CPU does not exist or it failed.
+pub fn pin_thread(cpu: usize) -> bool {
+    // SAFETY: cpu_set_t is plain data (all-zero is the empty set); CPU_SET bounds-checks;
+    // sched_setaffinity(0, ...) reads the set we own and affects only this thread.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}

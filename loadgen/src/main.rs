@@ -7,15 +7,24 @@
 //! ```text
 //! loadgen run --scenario perf/scenarios/world.toml --target 127.0.0.1:8080 [--set connections=500]
 //!             [--label ringchat] [--peer] [--server-pid PID] [--out perf/results] [--accounts FILE]
+//! loadgen peak --scenario ... --target ... [--bound-ms 50] [--start 100000] [--max 20000000]
+//! loadgen calibrate [--scenario perf/scenarios/world.toml] [--server-cpu 0]
+//! loadgen serve --listen 127.0.0.1:18095        (the minimal broadcast server calibrate uses)
+//! loadgen bench-recv [--conns 2000] [--frames-per-write 64] [--secs 5]
 //! loadgen compare --out DIR --stem NAME a.json b.json ...
 //! ```
 #![deny(unsafe_code)]
+#![recursion_limit = "256"]
 
+mod bench;
 mod clock;
+mod peak;
 mod plan;
+mod recv;
 mod report;
 mod run;
 mod scenario;
+mod serve;
 mod stats;
 
 use std::io::{BufRead, Write};
@@ -23,7 +32,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
@@ -31,6 +40,11 @@ const HELP: &str = "loadgen: ringchat's load generator
 
 USAGE:
     loadgen run --scenario FILE --target HOST:PORT [options]
+    loadgen peak --scenario FILE --target HOST:PORT [options] [peak options]
+    loadgen calibrate [--scenario FILE] [--server-cpu N] [--flush-us N] [peak options] [--out DIR]
+    loadgen serve [--listen HOST:PORT] [--flush-us N] [--drop-every N]
+    loadgen bench-recv [--conns N] [--frames-per-write N] [--secs S] [--payload N]
+                       [--feeder-cpu N] [--recv-cpu N] [--out DIR --stem NAME]
     loadgen compare --out DIR --stem NAME SUMMARY.json...
 
 RUN OPTIONS:
@@ -43,8 +57,23 @@ RUN OPTIONS:
     --peer               the target is a peer server: no accounts, tokens u<i>, join frames
     --server-pid PID     read the server's CPU time and RSS from /proc before and after
     --accounts FILE      reuse the accounts (tokens, rooms) of an earlier run with the same shape
+    --ceiling FILE       a `loadgen calibrate` result: its ceiling is recorded in the report
     --out DIR            write <DIR>/<stem>.json and SVG plots (default: no files)
     --stem NAME          file name stem (default: <label>-<scenario>)
+
+PEAK OPTIONS (peak, calibrate):
+    --bound-ms MS        a step fails when its delivery p99 passes this (default 50)
+    --start N            offered deliveries/s of the first step (default 100000)
+    --max N              stop raising there (default 20000000)
+    --factor F           raise by this factor per passing step (default 1.5)
+    --refine N           bisection steps after the first failure (default 3)
+    --step-secs S        seconds of sending per step (default 5)
+    --drain-secs S       seconds of drain per step (default 2)
+
+A step passes when every expected delivery arrived (none lost, none late), nothing was
+duplicated, no connection failed and p99 <= the bound. `calibrate` runs `peak` against
+`loadgen serve` (started pinned to --server-cpu, default 0, flushing every --flush-us,
+default 2000) and reports the highest rate loadgen absorbed: its ceiling on this machine.
 
 Progress goes to stderr once a second; the report table to stdout.
 ";
@@ -71,6 +100,24 @@ fn parse_args() -> Args {
         "--stem",
         "--plan",
         "--part",
+        "--ceiling",
+        "--bound-ms",
+        "--start",
+        "--max",
+        "--factor",
+        "--refine",
+        "--step-secs",
+        "--drain-secs",
+        "--server-cpu",
+        "--flush-us",
+        "--listen",
+        "--conns",
+        "--frames-per-write",
+        "--secs",
+        "--payload",
+        "--feeder-cpu",
+        "--recv-cpu",
+        "--drop-every",
     ];
     while let Some(a) = it.next() {
         if takes_value.contains(&a.as_str()) {
@@ -107,12 +154,25 @@ impl Args {
     fn flag(&self, f: &str) -> bool {
         self.flags.iter().any(|x| x == f)
     }
+    fn num<T: std::str::FromStr>(&self, k: &str, default: T) -> anyhow::Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(k) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e| anyhow::anyhow!("{k} {v:?}: {e}")),
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args();
     match args.cmd.as_str() {
         "run" => cmd_run(&args),
+        "peak" => cmd_peak(&args),
+        "calibrate" => cmd_calibrate(&args),
+        "serve" => cmd_serve(&args),
+        "bench-recv" => cmd_bench(&args),
         "part" => cmd_part(&args),
         "compare" => cmd_compare(&args),
         "-h" | "--help" | "help" => {
@@ -137,9 +197,12 @@ fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow::anyhow!("cannot resolve {target}"))
 }
 
-fn cmd_run(args: &Args) -> anyhow::Result<()> {
+/// The scenario file with `--set` overrides, validated, spread over processes when one
+/// process's open-file limit is too small.
+fn load_scenario(args: &Args, default_path: Option<&str>) -> anyhow::Result<scenario::Scenario> {
     let path = args
         .get("--scenario")
+        .or(default_path)
         .context("--scenario FILE is required")?;
     let mut scenario = scenario::Scenario::from_toml(
         &std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
@@ -148,7 +211,6 @@ fn cmd_run(args: &Args) -> anyhow::Result<()> {
         scenario.set(kv)?;
     }
     scenario.validate()?;
-    // one process holds at most its open-file limit: spread beyond it over workers
     let per_process = clock::open_file_limit().saturating_sub(256).max(64) as usize;
     let needed = scenario.connections.div_ceil(per_process);
     if needed > scenario.processes {
@@ -158,22 +220,17 @@ fn cmd_run(args: &Args) -> anyhow::Result<()> {
         );
         scenario.processes = needed;
     }
-    let targets = args
-        .get("--target")
-        .context("--target HOST:PORT is required")?
-        .split(',')
-        .map(|t| resolve(t.trim()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let target = targets[0];
-    let peer = args.flag("--peer");
-    let label = args
-        .get("--label")
-        .unwrap_or(if peer { "peer" } else { "ringchat" })
-        .to_string();
-    let server_pid: Option<u32> = args.get("--server-pid").map(str::parse).transpose()?;
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    Ok(scenario)
+}
 
-    // the plan, reused when asked and still matching
+/// The plan: provisioned on the first target, or reused from `--accounts` when it matches.
+fn make_plan(
+    args: &Args,
+    scenario: &scenario::Scenario,
+    targets: &[SocketAddr],
+    peer: bool,
+) -> anyhow::Result<plan::Plan> {
+    let target = targets[0];
     let reuse = args.get("--accounts").map(PathBuf::from);
     let plan = match reuse.as_ref().filter(|p| p.exists()) {
         Some(p) => {
@@ -187,7 +244,7 @@ fn cmd_run(args: &Args) -> anyhow::Result<()> {
                 // same accounts and rooms; a fresh schedule and run id
                 plan::Plan {
                     scenario: scenario.clone(),
-                    senders: plan::schedule(&scenario, &old.conns),
+                    senders: plan::schedule(scenario, &old.conns),
                     target,
                     run_id: format!("{:x}", clock::now_ns() % 0xff_ffff),
                     ..old
@@ -197,14 +254,14 @@ fn cmd_run(args: &Args) -> anyhow::Result<()> {
                     "[plan] {} does not match this scenario: provisioning anew",
                     p.display()
                 );
-                plan::build(&scenario, target, peer, &|m| eprintln!("[plan] {m}"))?
+                plan::build(scenario, target, peer, &|m| eprintln!("[plan] {m}"))?
             }
         }
-        None => plan::build(&scenario, target, peer, &|m| eprintln!("[plan] {m}"))?,
+        None => plan::build(scenario, target, peer, &|m| eprintln!("[plan] {m}"))?,
     };
     let plan = plan::Plan {
         targets: if targets.len() > 1 {
-            targets
+            targets.to_vec()
         } else {
             Vec::new()
         },
@@ -213,95 +270,281 @@ fn cmd_run(args: &Args) -> anyhow::Result<()> {
     if let Some(p) = &reuse {
         std::fs::write(p, serde_json::to_string(&plan)?)?;
     }
-    let plan = Arc::new(plan);
-    let server_before = server_pid.and_then(clock::proc_stats);
+    Ok(plan)
+}
+
+fn targets(args: &Args) -> anyhow::Result<Vec<SocketAddr>> {
+    args.get("--target")
+        .context("--target HOST:PORT is required")?
+        .split(',')
+        .map(|t| resolve(t.trim()))
+        .collect()
+}
+
+/// The ceiling recorded in reports: from `--ceiling FILE` (a calibrate result).
+fn ceiling(args: &Args) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(f) = args.get("--ceiling") else {
+        return Ok(None);
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?)?;
+    let mut c = v["ceiling"].clone();
+    anyhow::ensure!(
+        c.is_object(),
+        "{f} holds no ceiling (not a calibrate result?)"
+    );
+    c["source"] = f.into();
+    Ok(Some(c))
+}
+
+/// Who the run is and what it records beside the figures.
+struct Meta {
+    label: String,
+    server_pid: Option<u32>,
+    command: String,
+    ceiling: Option<serde_json::Value>,
+}
+
+/// Runs a plan once (in this process or spread over workers) and summarises it.
+fn execute(plan: &plan::Plan, meta: &Meta) -> anyhow::Result<serde_json::Value> {
+    let plan = Arc::new(plan.clone());
     let wall_start = clock::now_ns();
     let (cpu0, kids0) = clock::cpu_seconds();
-
-    let result = if scenario.processes <= 1 {
+    // the server's RSS before the ramp (memory per connection), its CPU at the common
+    // start (CPU per delivery: the ramp's handshakes excluded)
+    let pid = meta.server_pid;
+    let rss_before = pid.and_then(clock::proc_stats).map(|s| s.1);
+    let server_before: Arc<Mutex<Option<(f64, u64, u64)>>> = Arc::default();
+    let snap = {
+        let server_before = server_before.clone();
+        move || {
+            *server_before.lock().expect("lock") = pid
+                .and_then(clock::proc_stats)
+                .map(|(c, r)| (c, r, clock::now_ns()));
+        }
+    };
+    let result = if plan.scenario.processes <= 1 {
         let shared = run::Shared::new();
         let s2 = shared.clone();
         let mine: Vec<usize> = (0..plan.conns.len()).collect();
-        let mut r = run::run_part(
+        run::run_part(
             plan.clone(),
             mine,
             shared,
-            move || s2.start_ns.store(clock::now_ns() + 200_000_000, Relaxed),
+            move || {
+                snap();
+                s2.start_ns.store(clock::now_ns() + 200_000_000, Relaxed)
+            },
             true,
-        );
-        attribute(&plan, &mut r);
-        r
+        )
     } else {
-        run_processes(&plan)?
+        run_processes(&plan, snap)?
     };
-
     let wall = (clock::now_ns() - wall_start) as f64 / 1e9;
     let (cpu1, kids1) = clock::cpu_seconds();
-    let server = match (
-        server_pid,
-        server_before,
-        server_pid.and_then(clock::proc_stats),
-    ) {
+    let before = *server_before.lock().expect("lock");
+    let server = match (pid, before, pid.and_then(clock::proc_stats)) {
         (Some(pid), Some(b), Some(a)) => Some(report::ServerStats {
             pid,
+            secs: (clock::now_ns() - b.2) as f64 / 1e9,
             cpu_before: b.0,
             cpu_after: a.0,
-            rss_before: b.1,
+            rss_before: rss_before.unwrap_or(b.1),
             rss_after: a.1,
         }),
         _ => None,
     };
-    let threads = scenario.threads * scenario.processes;
-    let summary = report::summarize(
+    Ok(report::summarize(
         &plan,
-        &label,
+        &meta.label,
         &result,
         wall,
         (cpu1 - cpu0) + (kids1 - kids0),
-        threads,
         server.as_ref(),
-        &command,
-    );
+        &meta.command,
+        meta.ceiling.as_ref(),
+    ))
+}
+
+fn meta(args: &Args, peer: bool, default_label: &str) -> anyhow::Result<Meta> {
+    Ok(Meta {
+        label: args
+            .get("--label")
+            .unwrap_or(if peer { "peer" } else { default_label })
+            .to_string(),
+        server_pid: args.get("--server-pid").map(str::parse).transpose()?,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        ceiling: ceiling(args)?,
+    })
+}
+
+fn cmd_run(args: &Args) -> anyhow::Result<()> {
+    let scenario = load_scenario(args, None)?;
+    let targets = targets(args)?;
+    let peer = args.flag("--peer");
+    let meta = meta(args, peer, "ringchat")?;
+    let plan = make_plan(args, &scenario, &targets, peer)?;
+    let summary = execute(&plan, &meta)?;
     report::print_table(&summary);
     if let Some(out) = args.get("--out") {
         let stem = args
             .get("--stem")
             .map(str::to_string)
-            .unwrap_or_else(|| format!("{label}-{}", scenario.name));
+            .unwrap_or_else(|| format!("{}-{}", meta.label, scenario.name));
         report::write_outputs(&PathBuf::from(out), &stem, std::slice::from_ref(&summary))?;
         eprintln!("[out] {out}/{stem}.json and plots");
     }
     Ok(())
 }
 
-/// Counts deliveries per sender from each receiver's bitset of room message numbers.
-fn attribute(plan: &plan::Plan, r: &mut stats::PartResult) {
-    let mut by_room: Vec<Vec<(u64, u64, usize)>> = vec![Vec::new(); plan.rooms.len()];
-    for sp in &plan.senders {
-        by_room[sp.room].push((sp.stride, sp.slot, sp.conn));
+fn peak_opts(args: &Args, start: f64) -> anyhow::Result<peak::PeakOpts> {
+    Ok(peak::PeakOpts {
+        start: args.num("--start", start)?,
+        max: args.num("--max", 20e6)?,
+        factor: args.num("--factor", 1.5)?,
+        refine: args.num("--refine", 3)?,
+        bound_ms: args.num("--bound-ms", 50.0)?,
+        step_secs: args.num("--step-secs", 5.0)?,
+        drain_secs: args.num("--drain-secs", 2.0)?,
+    })
+}
+
+fn write_json(args: &Args, default_stem: &str, v: &serde_json::Value) -> anyhow::Result<()> {
+    if let Some(out) = args.get("--out") {
+        let stem = args.get("--stem").unwrap_or(default_stem);
+        std::fs::create_dir_all(out)?;
+        let path = PathBuf::from(out).join(format!("{stem}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(v)?)?;
+        eprintln!("[out] {}", path.display());
     }
-    for (conn, bits) in std::mem::take(&mut r.seen) {
-        let room = plan.conns[conn].room;
-        for (w, word) in bits.iter().enumerate() {
-            let mut word = *word;
-            while word != 0 {
-                let b = word.trailing_zeros() as u64;
-                word &= word - 1;
-                let gid = w as u64 * 64 + b;
-                if let Some((_, _, sender)) = by_room[room]
-                    .iter()
-                    .find(|(stride, slot, _)| gid % stride == *slot)
-                {
-                    *r.delivered_per_sender.entry(*sender).or_insert(0) += 1;
-                }
-            }
+    Ok(())
+}
+
+fn cmd_peak(args: &Args) -> anyhow::Result<()> {
+    let scenario = load_scenario(args, None)?;
+    let targets = targets(args)?;
+    let peer = args.flag("--peer");
+    let meta = meta(args, peer, "ringchat")?;
+    let opts = peak_opts(args, 100_000.0)?;
+    let plan = make_plan(args, &scenario, &targets, peer)?;
+    let v = peak::search(&meta.label, plan, &opts, &mut |p| execute(p, &meta))?;
+    peak::print_peak(&v);
+    write_json(args, &format!("{}-{}-peak", meta.label, scenario.name), &v)
+}
+
+/// Starts `loadgen serve` pinned to a CPU (with `taskset` when there is one), runs `peak`
+/// against it, and reports the ceiling.
+fn cmd_calibrate(args: &Args) -> anyhow::Result<()> {
+    let scenario = load_scenario(args, Some("perf/scenarios/world.toml"))?;
+    let cpu = args.get("--server-cpu").unwrap_or("0");
+    let flush_us: u64 = args.num("--flush-us", 2000)?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = if cpu != "none" && Command::new("taskset").arg("-V").output().is_ok() {
+        let mut c = Command::new("taskset");
+        c.args(["-c", cpu]).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    let mut child = cmd
+        .args(["serve", "--listen", "127.0.0.1:0", "--flush-us"])
+        .arg(flush_us.to_string())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .context("loadgen serve did not start")?;
+    let target = resolve(addr)?;
+    let meta = Meta {
+        label: "calibrate".into(),
+        server_pid: Some(child.id()),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        ceiling: None,
+    };
+    let opts = peak_opts(args, 200_000.0)?;
+    let plan = plan::build(&scenario, target, true, &|m| eprintln!("[plan] {m}"))?;
+    let searched = peak::search("calibrate", plan, &opts, &mut |p| execute(p, &meta));
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut v = searched?;
+    peak::print_peak(&v);
+    let limit = v["limit"]["limited_by"].as_str().unwrap_or("").to_string();
+    let per_sec = v["peak"]["offered_deliveries_per_sec"].as_f64();
+    v["ceiling"] = serde_json::json!({
+        "deliveries_per_sec": per_sec,
+        "limited_by": limit,
+        "meaning": match limit.as_str() {
+            "loadgen" => "what loadgen absorbs on this machine",
+            "server" => "a lower bound: the calibration server gave out first",
+            _ => "a lower bound: --max was reached",
+        },
+        "scenario": scenario.name,
+        "connections": scenario.connections,
+        "flush_us": flush_us,
+        "server_cpu": cpu,
+        "date_unix": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    });
+    match per_sec {
+        Some(c) => println!(
+            "ceiling          {c:.0} deliveries/s ({})",
+            v["ceiling"]["meaning"].as_str().unwrap_or("")
+        ),
+        None => println!("ceiling          not found: the first step failed"),
+    }
+    write_json(args, "calibrate", &v)
+}
+
+fn cmd_serve(args: &Args) -> anyhow::Result<()> {
+    let listen = resolve(args.get("--listen").unwrap_or("127.0.0.1:18095"))?;
+    let flush = std::time::Duration::from_micros(args.num("--flush-us", 2000)?);
+    serve::serve(listen, flush, args.num("--drop-every", 0)?)
+}
+
+fn cmd_bench(args: &Args) -> anyhow::Result<()> {
+    let cpu = |k: &str| -> anyhow::Result<Option<usize>> {
+        args.get(k).map(str::parse).transpose().map_err(Into::into)
+    };
+    let o = bench::BenchOpts {
+        conns: args.num("--conns", 2000)?,
+        frames_per_write: args.num("--frames-per-write", 64)?,
+        secs: args.num("--secs", 5.0)?,
+        payload_bytes: args.num("--payload", 100)?,
+        feeder_cpu: cpu("--feeder-cpu")?,
+        recv_cpu: cpu("--recv-cpu")?,
+    };
+    let v = bench::bench_recv(&o)?;
+    println!(
+        "bench-recv       {} conns, {} frame(s) of {} B per write: {:.0} frames/s ({:.0} MB/s), {:.1} frames/read; receiver busy {:.0}%, {:.0} ns CPU/frame; feeder CPU {:.0}%{}",
+        o.conns,
+        o.frames_per_write,
+        v["frame_bytes"],
+        v["frames_per_sec"].as_f64().unwrap_or(0.0),
+        v["mbytes_per_sec"].as_f64().unwrap_or(0.0),
+        v["frames_per_read"].as_f64().unwrap_or(0.0),
+        v["receiver_busy_share"].as_f64().unwrap_or(0.0) * 100.0,
+        v["receiver_cpu_ns_per_frame"].as_f64().unwrap_or(0.0),
+        v["feeder_cpu_share"].as_f64().unwrap_or(0.0) * 100.0,
+        if v["feeder_bound"] == true {
+            "  << feeder-bound: the receiver waited for data"
+        } else {
+            ""
         }
-    }
+    );
+    write_json(args, "bench-recv", &v)
 }
 
 /// Splits the connections over worker processes (each under the open-file limit), starts
 /// them together, and merges their results (serialized HdrHistograms).
-fn run_processes(plan: &Arc<plan::Plan>) -> anyhow::Result<stats::PartResult> {
+fn run_processes(
+    plan: &Arc<plan::Plan>,
+    at_start: impl FnOnce(),
+) -> anyhow::Result<stats::PartResult> {
     let k = plan.scenario.processes;
     let plan_path = std::env::temp_dir().join(format!("loadgen-plan-{}.json", std::process::id()));
     std::fs::write(&plan_path, serde_json::to_string(&**plan)?)?;
@@ -330,6 +573,7 @@ fn run_processes(plan: &Arc<plan::Plan>) -> anyhow::Result<stats::PartResult> {
             "worker {i} failed to ramp: {line:?}"
         );
     }
+    at_start();
     let start = clock::now_ns() + 300_000_000;
     for c in children.iter_mut() {
         writeln!(c.stdin.as_mut().expect("piped"), "GO {start}")?;
@@ -382,7 +626,6 @@ fn cmd_part(args: &Args) -> anyhow::Result<()> {
         },
         i == 0,
     );
-    attribute(&plan, &mut r);
     r.cpu_secs = clock::cpu_seconds().0;
     println!("{}", serde_json::to_string(&r)?);
     Ok(())
@@ -392,14 +635,30 @@ fn cmd_compare(args: &Args) -> anyhow::Result<()> {
     let out = PathBuf::from(args.get("--out").context("--out DIR")?);
     let stem = args.get("--stem").unwrap_or("compare");
     let mut summaries = Vec::new();
+    let mut peaks = Vec::new();
     for f in &args.rest {
         let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f)?)?;
-        summaries.extend(v["runs"].as_array().cloned().unwrap_or_default());
+        if v["kind"] == "peak" {
+            peaks.push(v);
+        } else {
+            summaries.extend(v["runs"].as_array().cloned().unwrap_or_default());
+        }
     }
-    anyhow::ensure!(!summaries.is_empty(), "no summaries given");
-    report::write_outputs(&out, stem, &summaries)?;
-    let md = report::compare_markdown(&summaries);
-    std::fs::write(out.join(format!("{stem}.md")), &md)?;
+    anyhow::ensure!(
+        !summaries.is_empty() || !peaks.is_empty(),
+        "no summaries given"
+    );
+    std::fs::create_dir_all(&out)?;
+    let md = if !peaks.is_empty() {
+        std::fs::write(
+            out.join(format!("{stem}.json")),
+            serde_json::to_string_pretty(&serde_json::json!({ "peaks": peaks }))?,
+        )?;
+        peak::compare_peaks(&peaks)
+    } else {
+        report::write_outputs(&out, stem, &summaries)?;
+        report::compare_markdown(&summaries)
+    };
     print!("{md}");
     Ok(())
 }

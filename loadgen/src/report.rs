@@ -13,6 +13,8 @@ use crate::stats::{hist, PartResult};
 
 pub struct ServerStats {
     pub pid: u32,
+    /// Seconds between the two readings.
+    pub secs: f64,
     pub cpu_before: f64,
     pub cpu_after: f64,
     pub rss_before: u64,
@@ -52,6 +54,59 @@ fn percentile_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
         .collect()
 }
 
+fn ms_summary(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return Value::Null;
+    }
+    json!({
+        "p50": ms(h.value_at_quantile(0.50)),
+        "p99": ms(h.value_at_quantile(0.99)),
+        "max": ms(h.max()),
+    })
+}
+
+/// Why a run is load-generator-bound (empty: it is not). The thresholds:
+/// - the receive loop was busy (outside `epoll_wait`) >= 90% of its busiest second of the
+///   send window: it never waited for data, so data waited for it;
+/// - its own lag (readable -> processed) p99 is >= 1 ms and at least half the delivery p99;
+/// - sends left >= 1 ms late at p99 and that is at least half the delivery p99;
+/// - messages were late (in flight at the end) while the loop was >= 75% busy.
+pub fn verdict(
+    busy_max: f64,
+    own_p99_ns: u64,
+    send_p99_ns: u64,
+    delivery_p99_ns: u64,
+    late: u64,
+) -> Vec<String> {
+    let mut why = Vec::new();
+    if busy_max >= 0.90 {
+        why.push(format!(
+            "receive loop busy {:.0}% of its busiest second: data waited in the kernel for loadgen",
+            busy_max * 100.0
+        ));
+    }
+    if own_p99_ns >= 1_000_000 && own_p99_ns * 2 >= delivery_p99_ns {
+        why.push(format!(
+            "own lag p99 {:.2} ms is over half the delivery p99 {:.2} ms",
+            own_p99_ns as f64 / 1e6,
+            delivery_p99_ns as f64 / 1e6
+        ));
+    }
+    if send_p99_ns >= 1_000_000 && send_p99_ns * 2 >= delivery_p99_ns {
+        why.push(format!(
+            "sends left late (p99 {:.2} ms), over half the delivery p99",
+            send_p99_ns as f64 / 1e6
+        ));
+    }
+    if late > 0 && busy_max >= 0.75 {
+        why.push(format!(
+            "{late} deliveries late while the receive loop was {:.0}% busy",
+            busy_max * 100.0
+        ));
+    }
+    why
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn summarize(
     plan: &Plan,
@@ -59,47 +114,91 @@ pub fn summarize(
     r: &PartResult,
     wall_secs: f64,
     own_cpu: f64,
-    threads: usize,
     server: Option<&ServerStats>,
     command: &str,
+    ceiling: Option<&Value>,
 ) -> Value {
     let s = &plan.scenario;
     let members: Vec<usize> = plan.rooms.iter().map(|r| r.members).collect();
-    let sent: u64 = r.sent_per_sender.values().sum();
+    let sent: u64 = r.sent_per_sender.iter().sum();
     let mut expected: u64 = 0;
-    let mut gaps_by_sender = 0u64;
-    for sp in &plan.senders {
-        let n = *r.sent_per_sender.get(&sp.conn).unwrap_or(&0);
-        let e = n * (members[sp.room] as u64 - 1);
-        let d = *r.delivered_per_sender.get(&sp.conn).unwrap_or(&0);
-        expected += e;
-        if d < e {
-            gaps_by_sender += 1;
-        }
+    for (i, sp) in plan.senders.iter().enumerate() {
+        let n = r.sent_per_sender.get(i).copied().unwrap_or(0);
+        expected += n * (members[sp.room] as u64).saturating_sub(1);
     }
-    let delivered: u64 = r.delivered_per_sender.values().sum();
+    let delivered = r.delivered;
+    let lost = r.lost;
+    let late = r.late();
+    let gaps_by_sender = r.lost_per_sender.iter().filter(|n| **n > 0).count();
     let mut fan = hist();
-    let mut incomplete = 0u64;
-    for (room, _, count, max) in &r.fanout {
-        if *count as usize + 1 >= members[*room as usize] {
-            fan.saturating_record(*max);
-        } else {
-            incomplete += 1;
+    let (mut incomplete, mut fanned_messages) = (0u64, 0u64);
+    for (room, gids) in r.fanout.iter().enumerate() {
+        for (count, max) in gids {
+            if *count == 0 {
+                continue;
+            }
+            fanned_messages += 1;
+            if *count as usize + 1 >= members[room] {
+                fan.saturating_record(*max);
+            } else {
+                incomplete += 1;
+            }
         }
     }
-    let fanned_messages = r.fanout.len() as u64;
-    let lost = expected.saturating_sub(delivered);
     let window = s.duration_secs.max(1e-9);
     let deliveries_per_sec = delivered as f64 / window;
-    // busy share of the loadgen's threads while measuring (ramp and provisioning excluded)
+    let threads = r.threads.max(1);
+    // busy share of the receive loops per second of the send window
+    let send_secs = s.duration_secs.floor().max(1.0) as usize;
+    let busy: Vec<f64> = r
+        .busy_ns
+        .iter()
+        .map(|ns| *ns as f64 / (1e9 * threads as f64))
+        .collect();
+    let busy_max = busy.iter().take(send_secs).fold(0.0f64, |a, b| a.max(*b));
+    let busy_mean = if busy.is_empty() {
+        0.0
+    } else {
+        busy.iter().take(send_secs).sum::<f64>() / busy.len().min(send_secs) as f64
+    };
     let cpu_util = r.window_cpu_secs / (r.window_secs * threads as f64).max(1e-9);
+    let q = |h: &Histogram<u64>, p: f64| {
+        if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(p)
+        }
+    };
+    let mut why = verdict(
+        busy_max,
+        q(&r.own_lag, 0.99),
+        q(&r.send_lag, 0.99),
+        q(&r.delivery, 0.99),
+        late,
+    );
+    // busy (outside epoll_wait) but not on a CPU: the machine's other work held it off
+    let full = s.duration_secs + s.drain_secs;
+    let recv_cpu_share = r.recv_cpu_secs / (full * threads as f64).max(1e-9);
+    let busy_full = r.busy_ns.iter().sum::<u64>() as f64 / 1e9 / (full * threads as f64).max(1e-9);
+    if !why.is_empty() && recv_cpu_share < 0.7 * busy_full {
+        why.push(format!(
+            "the receive loop was busy {:.0}% of the run but on a CPU only {:.0}%: other work on its CPU held it off",
+            busy_full * 100.0,
+            recv_cpu_share * 100.0
+        ));
+    }
     let server_json = server.map(|st| {
         let cpu = st.cpu_after - st.cpu_before;
+        let per = if delivered > 0 { cpu * 1e6 / delivered as f64 } else { 0.0 };
         json!({
             "pid": st.pid,
             "cpu_secs": cpu,
-            "cpu_us_per_delivery": if delivered > 0 { cpu * 1e6 / delivered as f64 } else { 0.0 },
-            "cpu_secs_per_million_deliveries": if delivered > 0 { cpu * 1e6 / delivered as f64 } else { 0.0 },
+            // the run's CPU (the drain's work included) over the send window: an upper
+            // estimate of how busy the server was while it was sent to
+            "busy_share": cpu / s.duration_secs.max(1e-9),
+            "busy_share_whole_run": cpu / st.secs.max(1e-9),
+            "cpu_us_per_delivery": per,
+            "cpu_secs_per_million_deliveries": per,
             "rss_before_bytes": st.rss_before,
             "rss_after_bytes": st.rss_after,
             "rss_per_connection_bytes": if r.connected > 0 { (st.rss_after as f64 - st.rss_before as f64) / r.connected as f64 } else { 0.0 },
@@ -115,6 +214,7 @@ pub fn summarize(
                 "received": sec.received,
                 "p50_ms": if sec.latency.is_empty() { 0.0 } else { ms(sec.latency.value_at_quantile(0.5)) },
                 "p99_ms": if sec.latency.is_empty() { 0.0 } else { ms(sec.latency.value_at_quantile(0.99)) },
+                "loadgen_busy": busy.get(sec.t).copied().unwrap_or(0.0),
             })
         })
         .collect();
@@ -138,7 +238,10 @@ pub fn summarize(
         "offered_msgs_per_sec": if s.kind == crate::scenario::Kind::Group { s.rate_per_sec * s.groups as f64 } else if s.kind == crate::scenario::Kind::Single { s.rate_per_sec * plan.conns.len() as f64 } else { s.rate_per_sec },
         "expected_deliveries": expected,
         "delivered": delivered,
+        "delivered_share": if expected > 0 { delivered as f64 / expected as f64 } else { 1.0 },
         "lost": lost,
+        "late": late,
+        "unaccounted": expected as i64 - (delivered + lost + late) as i64,
         "duplicates": r.duplicates,
         "senders_with_gaps": gaps_by_sender,
         "foreign_frames": r.foreign_frames,
@@ -155,7 +258,23 @@ pub fn summarize(
             "window_cpu_secs": r.window_cpu_secs,
             "window_secs": r.window_secs,
             "cpu_utilisation": cpu_util,
-            "bound": cpu_util > 0.85,
+            "recv_busy_max": busy_max,
+            "recv_busy_mean": busy_mean,
+            "recv_cpu_share": recv_cpu_share,
+            "own_lag_ms": ms_summary(&r.own_lag),
+            "unread_bytes": if r.unread.is_empty() { Value::Null } else { json!({
+                "p50": r.unread.value_at_quantile(0.5),
+                "p99": r.unread.value_at_quantile(0.99),
+                "max": r.unread.max(),
+            })},
+            "send_lag_ms": ms_summary(&r.send_lag),
+            "send_stalls": r.send_stalls,
+            "reads": r.reads,
+            "wakes": r.wakes,
+            "frames_per_read": if r.reads > 0 { delivered as f64 / r.reads as f64 } else { 0.0 },
+            "bound": !why.is_empty(),
+            "bound_reasons": why,
+            "ceiling": ceiling.cloned().unwrap_or(Value::Null),
         },
         "server": server_json,
         "seconds": seconds,
@@ -182,8 +301,14 @@ pub fn print_table(v: &Value) {
         v["connections"]["handshake_ms"]["p99"]
     );
     println!(
-        "messages         {} sent, deliveries {} of {} expected, lost {}, duplicates {}",
-        v["sent"], v["delivered"], v["expected_deliveries"], v["lost"], v["duplicates"]
+        "messages         {} sent; deliveries {} of {} expected ({:.2}%), lost {} (gaps), late {} (in flight at the end), duplicates {}",
+        v["sent"],
+        v["delivered"],
+        v["expected_deliveries"],
+        v["delivered_share"].as_f64().unwrap_or(0.0) * 100.0,
+        v["lost"],
+        v["late"],
+        v["duplicates"]
     );
     println!(
         "throughput       {:.0} deliveries/s (offered {:.0}/s)",
@@ -200,8 +325,9 @@ pub fn print_table(v: &Value) {
     );
     if let Some(sv) = v["server"].as_object() {
         println!(
-            "server           {:.2} CPU s, {:.3} us CPU/delivery, RSS {:.1} MiB ({:.0} B/conn)",
+            "server           {:.2} CPU s ({:.0}% of one core), {:.3} us CPU/delivery, RSS {:.1} MiB ({:.0} B/conn)",
             sv["cpu_secs"].as_f64().unwrap_or(0.0),
+            sv["busy_share"].as_f64().unwrap_or(0.0) * 100.0,
             sv["cpu_us_per_delivery"].as_f64().unwrap_or(0.0),
             sv["rss_after_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
             sv["rss_per_connection_bytes"].as_f64().unwrap_or(0.0)
@@ -209,17 +335,32 @@ pub fn print_table(v: &Value) {
     }
     let lg = &v["loadgen"];
     println!(
-        "loadgen          {:.2} CPU s in the {:.1} s measured window on {} thread(s): {:.0}% busy{}",
-        lg["window_cpu_secs"].as_f64().unwrap_or(0.0),
-        lg["window_secs"].as_f64().unwrap_or(0.0),
-        lg["threads"],
+        "loadgen          receive loop busy {:.0}% (busiest second {:.0}%; on a CPU {:.0}% of the run), own lag p50 {} p99 {} ms, unread per read p50 {} p99 {} B, {:.1} frames/read; sends late p99 {} ms; CPU {:.0}% of {} thread(s)",
+        lg["recv_busy_mean"].as_f64().unwrap_or(0.0) * 100.0,
+        lg["recv_busy_max"].as_f64().unwrap_or(0.0) * 100.0,
+        lg["recv_cpu_share"].as_f64().unwrap_or(0.0) * 100.0,
+        lg["own_lag_ms"]["p50"],
+        lg["own_lag_ms"]["p99"],
+        lg["unread_bytes"]["p50"],
+        lg["unread_bytes"]["p99"],
+        lg["frames_per_read"].as_f64().unwrap_or(0.0),
+        lg["send_lag_ms"]["p99"],
         lg["cpu_utilisation"].as_f64().unwrap_or(0.0) * 100.0,
-        if lg["bound"] == true {
-            "  << LOAD-GENERATOR-BOUND: figures understate the server"
-        } else {
-            ""
-        }
+        lg["threads"],
     );
+    if let Some(c) = lg["ceiling"]["deliveries_per_sec"].as_f64() {
+        println!("loadgen ceiling  {c:.0} deliveries/s on this machine (loadgen calibrate)");
+    }
+    if lg["bound"] == true {
+        for why in lg["bound_reasons"].as_array().into_iter().flatten() {
+            println!(
+                "LOAD-GENERATOR-BOUND: {} (figures understate the server)",
+                why.as_str().unwrap_or("")
+            );
+        }
+    } else {
+        println!("verdict          not load-generator-bound");
+    }
 }
 
 const COLORS: [&str; 5] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"];
@@ -425,56 +566,71 @@ fn get(v: &Value, path: &[&str]) -> Option<f64> {
     cur.as_f64()
 }
 
-/// A markdown table of the summaries with ratios against the first (ringchat).
+/// The summary ratios are taken against: ringchat's when present (whatever the order the
+/// servers ran in), else the first.
+pub fn base_index(summaries: &[Value]) -> usize {
+    summaries
+        .iter()
+        .position(|s| s["label"] == "ringchat")
+        .unwrap_or(0)
+}
+
+/// A markdown table of the summaries with ratios base / peer (base: ringchat).
 pub fn compare_markdown(summaries: &[Value]) -> String {
     let mut md = String::new();
-    let base = &summaries[0];
-    let rows: [(&str, &[&str], bool); 9] = [
-        ("deliveries/s", &["deliveries_per_sec"], true),
-        ("p50 delivery (ms)", &["delivery_latency_ms", "p50"], false),
-        ("p99 delivery (ms)", &["delivery_latency_ms", "p99"], false),
-        (
-            "p99.9 delivery (ms)",
-            &["delivery_latency_ms", "p999"],
-            false,
-        ),
+    let bi = base_index(summaries);
+    let base = &summaries[bi];
+    let base_label = base["label"].as_str().unwrap_or("");
+    let peers: Vec<&Value> = summaries
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != bi)
+        .map(|(_, s)| s)
+        .collect();
+    let rows: [(&str, &[&str]); 10] = [
+        ("deliveries/s", &["deliveries_per_sec"]),
+        ("delivered share", &["delivered_share"]),
+        ("p50 delivery (ms)", &["delivery_latency_ms", "p50"]),
+        ("p99 delivery (ms)", &["delivery_latency_ms", "p99"]),
+        ("p99.9 delivery (ms)", &["delivery_latency_ms", "p999"]),
         (
             "p99 fan-out completion (ms)",
             &["fanout_completion_ms", "p99"],
-            false,
         ),
         (
             "server CPU s per 1M deliveries",
             &["server", "cpu_secs_per_million_deliveries"],
-            false,
         ),
         (
             "server RSS per connection (B)",
             &["server", "rss_per_connection_bytes"],
-            false,
         ),
         (
-            "loadgen busy while measuring",
-            &["loadgen", "cpu_utilisation"],
-            false,
+            "loadgen receive loop busy (busiest s)",
+            &["loadgen", "recv_busy_max"],
         ),
-        ("lost / duplicates", &["lost"], false),
+        ("lost / late / duplicates", &["lost"]),
     ];
-    let _ = write!(md, "| metric |");
-    for s in summaries {
+    let _ = write!(md, "| metric | {base_label} |");
+    for s in &peers {
         let _ = write!(md, " {} |", s["label"].as_str().unwrap_or(""));
     }
-    for s in &summaries[1..] {
-        let _ = write!(md, " ringchat / {} |", s["label"].as_str().unwrap_or(""));
+    for s in &peers {
+        let _ = write!(
+            md,
+            " {base_label} / {} |",
+            s["label"].as_str().unwrap_or("")
+        );
     }
     md.push('\n');
-    md.push_str(&"|---".repeat(1 + summaries.len() * 2 - 1));
+    md.push_str(&"|---".repeat(2 + peers.len() * 2));
     md.push_str("|\n");
-    for (name, path, _higher_better) in rows {
+    let all: Vec<&Value> = std::iter::once(base).chain(peers.iter().copied()).collect();
+    for (name, path) in rows {
         let _ = write!(md, "| {name} |");
-        for s in summaries {
+        for s in &all {
             if name.starts_with("lost") {
-                let _ = write!(md, " {} / {} |", s["lost"], s["duplicates"]);
+                let _ = write!(md, " {} / {} / {} |", s["lost"], s["late"], s["duplicates"]);
             } else if name.starts_with("server RSS") && get(s, path).is_some_and(|v| v < 0.0) {
                 // the server freed more (e.g. provisioning buffers) than the connections took
                 md.push_str(" n/a (RSS fell) |");
@@ -487,10 +643,14 @@ pub fn compare_markdown(summaries: &[Value]) -> String {
                 }
             }
         }
-        for s in &summaries[1..] {
+        for s in &peers {
             match (get(base, path), get(s, path)) {
                 (Some(a), Some(b))
-                    if b != 0.0 && !name.starts_with("lost") && a >= 0.0 && b >= 0.0 =>
+                    if b != 0.0
+                        && !name.starts_with("lost")
+                        && !name.starts_with("loadgen")
+                        && a >= 0.0
+                        && b >= 0.0 =>
                 {
                     let _ = write!(md, " {:.2}x |", a / b);
                 }
@@ -499,5 +659,45 @@ pub fn compare_markdown(summaries: &[Value]) -> String {
         }
         md.push('\n');
     }
+    let _ = write!(md, "| load-generator-bound |");
+    for s in &all {
+        let lg = &s["loadgen"];
+        if lg["bound"] == true {
+            let why: Vec<&str> = lg["bound_reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|w| w.as_str())
+                .collect();
+            let _ = write!(md, " **yes**: {} |", why.join("; "));
+        } else {
+            md.push_str(" no |");
+        }
+    }
+    for _ in &peers {
+        md.push_str(" - |");
+    }
+    md.push('\n');
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(label: &str, per_sec: f64) -> Value {
+        json!({ "label": label, "deliveries_per_sec": per_sec, "lost": 0, "late": 0, "duplicates": 0, "loadgen": { "bound": false } })
+    }
+
+    #[test]
+    fn ratios_are_ringchat_over_the_peer_whatever_the_order() {
+        let md = compare_markdown(&[run("uws", 200.0), run("ringchat", 100.0)]);
+        let head = md.lines().next().unwrap();
+        assert_eq!(head, "| metric | ringchat | uws | ringchat / uws |");
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| deliveries/s"))
+            .unwrap();
+        assert!(row.ends_with("| 100.000 | 200.000 | 0.50x |"), "{row}");
+    }
 }

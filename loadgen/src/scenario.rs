@@ -43,6 +43,9 @@ pub struct Scenario {
     pub processes: usize,
     /// Loopback source addresses to spread connections over (127.0.0.2 ...).
     pub source_addrs: usize,
+    /// Microseconds a receive loop keeps polling without sleeping after a wake-up that
+    /// found work (0: sleep at once).
+    pub recv_spin_us: f64,
 }
 
 impl Default for Scenario {
@@ -62,6 +65,7 @@ impl Default for Scenario {
             threads: 1,
             processes: 1,
             source_addrs: 4,
+            recv_spin_us: 50.0,
         }
     }
 }

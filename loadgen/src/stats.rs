@@ -1,7 +1,5 @@
 //! Measurements and how parts (threads, processes) merge into one result.
 
-use std::collections::HashMap;
-
 use base64::Engine;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
@@ -58,7 +56,8 @@ impl Second {
     }
 }
 
-/// What a part of the run (a process) measured.
+/// What a part of the run (an I/O thread, then a process) measured. Per-sender vectors are
+/// indexed by the sender's position in `Plan::senders`.
 #[derive(Serialize, Deserialize)]
 pub struct PartResult {
     #[serde(with = "hist_b64")]
@@ -66,22 +65,50 @@ pub struct PartResult {
     #[serde(with = "hist_b64")]
     pub handshake: Histogram<u64>,
     pub seconds: Vec<Second>,
-    /// (room, gid, deliveries, slowest latency)
-    pub fanout: Vec<(u32, u64, u32, u64)>,
+    /// Per room, by gid: deliveries and the slowest latency.
+    pub fanout: Vec<Vec<(u32, u64)>>,
     pub duplicates: u64,
-    pub sent_per_sender: HashMap<usize, u64>,
-    pub delivered_per_sender: HashMap<usize, u64>,
     pub foreign_frames: u64,
+    /// Messages each sender wrote.
+    pub sent_per_sender: Vec<u64>,
+    /// Distinct deliveries (duplicates excluded).
+    pub delivered: u64,
+    /// Gaps: a message missing at a receiver that got a later one from the same sender.
+    pub lost: u64,
+    pub lost_per_sender: Vec<u64>,
+    /// `reach[s][j]`: receivers whose latest message from sender s was its number j - 1
+    /// (j = 0: none arrived). With the sender's count, what is still in flight ("late").
+    pub reach: Vec<Vec<u64>>,
+    /// ns from the poll that reported a socket readable to a frame's processing.
+    #[serde(with = "hist_b64")]
+    pub own_lag: Histogram<u64>,
+    /// Bytes a read found waiting in a socket.
+    #[serde(with = "hist_b64")]
+    pub unread: Histogram<u64>,
+    /// ns from a message's intended send time to its write.
+    #[serde(with = "hist_b64")]
+    pub send_lag: Histogram<u64>,
+    /// Writes that found the socket full and had to wait.
+    pub send_stalls: u64,
+    /// Per second since the start: ns the receive loops spent outside `epoll_wait`
+    /// (summed over threads).
+    pub busy_ns: Vec<u64>,
+    /// CPU seconds the receive threads used from the start to the end of the drain (with
+    /// the busy share: whether a busy loop was working or waiting for a CPU).
+    #[serde(default)]
+    pub recv_cpu_secs: f64,
+    pub reads: u64,
+    pub wakes: u64,
     pub connected: usize,
     pub failed: usize,
     pub ramp_secs: f64,
     pub cpu_secs: f64,
     /// CPU seconds of this process from the common start to the end of the drain, and
-    /// that window's length: the basis of the load-generator-bound verdict.
+    /// that window's length.
     pub window_cpu_secs: f64,
     pub window_secs: f64,
-    #[serde(skip)]
-    pub seen: HashMap<usize, Vec<u64>>,
+    /// Receive threads (all processes).
+    pub threads: usize,
 }
 
 impl Default for PartResult {
@@ -92,16 +119,27 @@ impl Default for PartResult {
             seconds: Vec::new(),
             fanout: Vec::new(),
             duplicates: 0,
-            sent_per_sender: HashMap::new(),
-            delivered_per_sender: HashMap::new(),
             foreign_frames: 0,
+            sent_per_sender: Vec::new(),
+            delivered: 0,
+            lost: 0,
+            lost_per_sender: Vec::new(),
+            reach: Vec::new(),
+            own_lag: hist(),
+            unread: hist(),
+            send_lag: hist(),
+            send_stalls: 0,
+            busy_ns: Vec::new(),
+            recv_cpu_secs: 0.0,
+            reads: 0,
+            wakes: 0,
             connected: 0,
             failed: 0,
             ramp_secs: 0.0,
             cpu_secs: 0.0,
             window_cpu_secs: 0.0,
             window_secs: 0.0,
-            seen: HashMap::new(),
+            threads: 0,
         }
     }
 }
@@ -119,69 +157,74 @@ fn merge_seconds(into: &mut Vec<Second>, from: Vec<Second>) {
     }
 }
 
+/// Element-wise `into += from`, growing `into`.
+pub fn add_vec(into: &mut Vec<u64>, from: &[u64]) {
+    if into.len() < from.len() {
+        into.resize(from.len(), 0);
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        *a += b;
+    }
+}
+
 impl PartResult {
-    #[allow(clippy::too_many_arguments)]
-    pub fn absorb(
-        &mut self,
-        delivery: Histogram<u64>,
-        handshake: Histogram<u64>,
-        seconds: Vec<Second>,
-        fanout: HashMap<(u32, u64), (u32, u64)>,
-        seen: HashMap<usize, Vec<u64>>,
-        duplicates: u64,
-        sent: HashMap<usize, u64>,
-        foreign: u64,
-    ) {
-        let _ = self.delivery.add(&delivery);
-        let _ = self.handshake.add(&handshake);
-        merge_seconds(&mut self.seconds, seconds);
-        let mut map: HashMap<(u32, u64), (u32, u64)> = self
-            .fanout
-            .drain(..)
-            .map(|(r, g, c, m)| ((r, g), (c, m)))
-            .collect();
-        for (k, (c, m)) in fanout {
-            let e = map.entry(k).or_insert((0, 0));
-            e.0 += c;
-            e.1 = e.1.max(m);
+    /// Adds another part (a thread's or a process's): counts add, histograms merge, the
+    /// window is the longest.
+    pub fn merge(&mut self, o: PartResult) {
+        let _ = self.delivery.add(&o.delivery);
+        let _ = self.handshake.add(&o.handshake);
+        merge_seconds(&mut self.seconds, o.seconds);
+        if self.fanout.len() < o.fanout.len() {
+            self.fanout.resize(o.fanout.len(), Vec::new());
         }
-        self.fanout = map
-            .into_iter()
-            .map(|((r, g), (c, m))| (r, g, c, m))
-            .collect();
-        self.seen.extend(seen);
-        self.duplicates += duplicates;
-        for (k, v) in sent {
-            *self.sent_per_sender.entry(k).or_insert(0) += v;
+        for (into, from) in self.fanout.iter_mut().zip(o.fanout) {
+            if into.len() < from.len() {
+                into.resize(from.len(), (0, 0));
+            }
+            for (a, b) in into.iter_mut().zip(from) {
+                a.0 += b.0;
+                a.1 = a.1.max(b.1);
+            }
         }
-        self.foreign_frames += foreign;
+        self.duplicates += o.duplicates;
+        self.foreign_frames += o.foreign_frames;
+        add_vec(&mut self.sent_per_sender, &o.sent_per_sender);
+        self.delivered += o.delivered;
+        self.lost += o.lost;
+        add_vec(&mut self.lost_per_sender, &o.lost_per_sender);
+        if self.reach.len() < o.reach.len() {
+            self.reach.resize(o.reach.len(), Vec::new());
+        }
+        for (into, from) in self.reach.iter_mut().zip(&o.reach) {
+            add_vec(into, from);
+        }
+        let _ = self.own_lag.add(&o.own_lag);
+        let _ = self.unread.add(&o.unread);
+        let _ = self.send_lag.add(&o.send_lag);
+        self.send_stalls += o.send_stalls;
+        add_vec(&mut self.busy_ns, &o.busy_ns);
+        self.recv_cpu_secs += o.recv_cpu_secs;
+        self.reads += o.reads;
+        self.wakes += o.wakes;
+        self.connected += o.connected;
+        self.failed += o.failed;
+        self.ramp_secs = self.ramp_secs.max(o.ramp_secs);
+        self.cpu_secs += o.cpu_secs;
+        self.window_cpu_secs += o.window_cpu_secs;
+        self.window_secs = self.window_secs.max(o.window_secs);
+        self.threads += o.threads;
     }
 
-    /// Merges another process's result.
-    pub fn merge(&mut self, other: PartResult) {
-        let fan: HashMap<(u32, u64), (u32, u64)> = other
-            .fanout
-            .into_iter()
-            .map(|(r, g, c, m)| ((r, g), (c, m)))
-            .collect();
-        self.absorb(
-            other.delivery,
-            other.handshake,
-            other.seconds,
-            fan,
-            HashMap::new(),
-            other.duplicates,
-            other.sent_per_sender,
-            other.foreign_frames,
-        );
-        for (k, v) in other.delivered_per_sender {
-            *self.delivered_per_sender.entry(k).or_insert(0) += v;
+    /// Messages still in flight at the end of the drain: for each sender and receiver,
+    /// those after the latest one that arrived.
+    pub fn late(&self) -> u64 {
+        let mut late = 0;
+        for (s, reach) in self.reach.iter().enumerate() {
+            let sent = self.sent_per_sender.get(s).copied().unwrap_or(0);
+            for (j, receivers) in reach.iter().enumerate() {
+                late += receivers * sent.saturating_sub(j as u64);
+            }
         }
-        self.connected += other.connected;
-        self.failed += other.failed;
-        self.ramp_secs = self.ramp_secs.max(other.ramp_secs);
-        self.cpu_secs += other.cpu_secs;
-        self.window_cpu_secs += other.window_cpu_secs;
-        self.window_secs = self.window_secs.max(other.window_secs);
+        late
     }
 }
