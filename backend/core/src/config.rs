@@ -511,7 +511,7 @@ impl Config {
             "the webhook notifier needs an http:// URL",
         )?;
         check(
-            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            crate::bootstrap::parse_log_filter(&self.log.level).is_some(),
             "log.level",
             "not a log filter (`info`, `debug`, `info,im_logic=debug`, ...)",
         )?;
