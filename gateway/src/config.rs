@@ -98,7 +98,8 @@ pub struct GatewayConfig {
     pub cors_origins: Vec<String>,
     /// On shutdown, how long to wait for in-flight sends to be acknowledged.
     pub shutdown_grace_secs: u64,
-    /// Bytes read from a socket at a time.
+    /// Bytes read from a socket at a time at first; a connection whose read fills it
+    /// doubles it (up to 16 KiB). Idle connections keep this much pinned by their read.
     pub read_buffer_bytes: usize,
 }
 
@@ -132,7 +133,7 @@ impl Default for GatewayConfig {
             http_idle_timeout_secs: 60,
             cors_origins: vec!["*".into()],
             shutdown_grace_secs: 10,
-            read_buffer_bytes: 1024,
+            read_buffer_bytes: 256,
         }
     }
 }
@@ -302,6 +303,30 @@ mod tests {
             s.gateway.cors_origins,
             vec!["http://localhost:5173", "http://x"]
         );
+    }
+
+    #[test]
+    fn an_override_keeps_its_text_where_the_setting_is_text() {
+        // found by the config fuzz target: "012345" was read as the number 12345, then
+        // turned back into the text "12345"
+        let s = Settings::from_toml_and_env(
+            "",
+            &env(&[("RINGCHAT_GATEWAY__CORS_ORIGINS", "012345, 1.50")]),
+        )
+        .unwrap();
+        assert_eq!(s.gateway.cors_origins, vec!["012345", "1.50"]);
+        let f = Settings::from_toml_and_env(
+            "[gateway]\ncors_origins = [\"012345\", \"1.50\"]\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(f.gateway.cors_origins, s.gateway.cors_origins);
+        // a number in the file where the setting is text is refused, as in every section
+        let e = invalid("[gateway]\nlisten = 8080\n", &[]);
+        assert!(e.contains("[gateway]") && e.contains("string"), "{e}");
+        // text that is not a number, for a number setting, names the setting
+        let e = invalid("", &[("RINGCHAT_GATEWAY__WORKERS", "two")]);
+        assert!(e.contains("[gateway]") && e.contains("workers"), "{e}");
     }
 
     #[test]

@@ -243,7 +243,14 @@ fn sigkill_during_streaming_then_restart_loses_and_doubles_nothing() {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(ringchat_core::testkit::unique("kill"));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut p = start_binary(&dir, &[]);
+    // the resend after the restart may be hundreds of frames at once: above the default
+    // per-user and per-connection bursts (200), which would answer RATE_LIMITED to some
+    // (rate limits are hardening.rs's subject, not this test's)
+    let limits = [
+        ("RINGCHAT_LOGIC__USER_SENDS_BURST", "1000"),
+        ("RINGCHAT_GATEWAY__RATE_LIMIT_BURST", "1000"),
+    ];
+    let mut p = start_binary(&dir, &limits);
     let api = Http {
         addr: p.http,
         token: None,
@@ -308,7 +315,7 @@ fn sigkill_during_streaming_then_restart_loses_and_doubles_nothing() {
     );
 
     // restart on the same data; the client resends everything not acked
-    let mut p = start_binary(&dir, &[]);
+    let mut p = start_binary(&dir, &limits);
     let (a, b) = (login(p.http, "kill_a"), login(p.http, "kill_b"));
     let mut ws = a.ws();
     let unacked: Vec<String> = sent

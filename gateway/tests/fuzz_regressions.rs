@@ -85,3 +85,30 @@ fn string_settings_take_numeric_and_boolean_looking_values_from_the_environment(
     assert_eq!(s.gateway.cors_origins, vec!["http://a", "http://b"]);
     assert_eq!(s.gateway.logic_url, "http://7:9001");
 }
+
+/// config (found by the config target in a clean-clone run of 248ddff, input
+/// `crash-12121d6d...`): the core does not know the `[gateway]` settings, so it guessed an
+/// override's type from its text, and `RINGCHAT_GATEWAY__CORS_ORIGINS=012345` became the
+/// number 12345, then the text "12345": not what `cors_origins = ["012345"]` in the file
+/// gives. Such overrides now stay text until the gateway's section types them.
+#[test]
+fn gateway_overrides_keep_their_text_until_the_gateway_types_them() {
+    let from_env = im_gateway::config::Settings::from_toml_and_env(
+        "",
+        &env(&[
+            ("RINGCHAT_GATEWAY__CORS_ORIGINS", "012345"),
+            ("RINGCHAT_GATEWAY__LISTEN", "127.0.0.1:08080"),
+            ("RINGCHAT_GATEWAY__WORKERS", "02"),
+        ]),
+    )
+    .unwrap();
+    let from_file = im_gateway::config::Settings::from_toml_and_env(
+        "[gateway]\ncors_origins = [\"012345\"]\nlisten = \"127.0.0.1:08080\"\nworkers = 2\n",
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(from_env.gateway.cors_origins, vec!["012345"]);
+    assert_eq!(from_env.gateway.cors_origins, from_file.gateway.cors_origins);
+    assert_eq!(from_env.gateway.listen, from_file.gateway.listen);
+    assert_eq!(from_env.gateway.workers, 2);
+}

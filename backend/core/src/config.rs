@@ -542,10 +542,11 @@ pub fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Stri
     })
 }
 
-/// A section that another crate owns (`[gateway]`), as its typed settings `T`: values an
-/// environment override gave the wrong type are first given the type of `T`'s default
-/// (`RINGCHAT_GATEWAY__X=7` for a string setting is the string "7"), as for the core's
-/// own sections; unknown keys are refused if `T` refuses them.
+/// A section that another crate owns (`[gateway]`), as its typed settings `T`. The core
+/// does not know that section's settings, so it keeps an environment override's text as
+/// it came (`RINGCHAT_GATEWAY__CORS_ORIGINS=012345` is the text "012345", not the number
+/// 12345); here each such text takes the type of `T`'s default for its key, as the core's
+/// own sections' overrides do. Unknown keys are refused if `T` refuses them.
 pub fn section<T>(table: &toml::Table, name: &str) -> Result<T, ConfigError>
 where
     T: serde::de::DeserializeOwned + Serialize + Default,
@@ -554,15 +555,10 @@ where
         .map_err(|e| ConfigError::Parse(format!("[{name}] defaults: {e}")))?;
     let mut table = table.clone();
     for (key, value) in table.iter_mut() {
-        let like = defaults.get(key.as_str());
-        let text = match value {
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
-            toml::Value::Float(f) => f.to_string(),
-            _ => continue,
-        };
-        if matches!(like, Some(toml::Value::String(_) | toml::Value::Array(_))) {
-            *value = toml::Value::String(text);
+        if let toml::Value::String(text) = value {
+            if let Some(typed) = typed_text(text, defaults.get(key.as_str())) {
+                *value = typed;
+            }
         }
     }
     toml::Value::Table(table)
@@ -570,30 +566,27 @@ where
         .map_err(|e: toml::de::Error| ConfigError::Parse(format!("[{name}] {e}")))
 }
 
-/// An environment override as a TOML value: of the type the overridden setting has by
-/// default (`like`), or guessed from the text when the key is unknown (the config then
-/// refuses the unknown key anyway).
+/// Text as a number or a boolean where the setting (`like`) is one; None: keep the text
+/// (a text setting, or text that is not of the setting's type: refused with its name when
+/// the section is typed).
+fn typed_text(text: &str, like: Option<&toml::Value>) -> Option<toml::Value> {
+    match like? {
+        toml::Value::Integer(_) => text.parse::<i64>().ok().map(toml::Value::Integer),
+        toml::Value::Float(_) => text.parse::<f64>().ok().map(toml::Value::Float),
+        toml::Value::Boolean(_) => match text {
+            "true" => Some(toml::Value::Boolean(true)),
+            "false" => Some(toml::Value::Boolean(false)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// An environment override as a TOML value of the type the overridden setting has by
+/// default (`like`). A key the core has no default for (a section another crate owns, or
+/// a key no section has) stays text: [`section`] types it, or the load refuses it.
 fn env_value(raw: &str, like: Option<&toml::Value>) -> toml::Value {
-    match like {
-        Some(toml::Value::String(_) | toml::Value::Array(_)) => {
-            return toml::Value::String(raw.to_string())
-        }
-        Some(toml::Value::Float(_)) => {
-            if let Ok(f) = raw.parse::<f64>() {
-                return toml::Value::Float(f);
-            }
-        }
-        _ => {}
-    }
-    if let Ok(i) = raw.parse::<i64>() {
-        return toml::Value::Integer(i);
-    }
-    match raw {
-        "true" => return toml::Value::Boolean(true),
-        "false" => return toml::Value::Boolean(false),
-        _ => {}
-    }
-    toml::Value::String(raw.to_string())
+    typed_text(raw, like).unwrap_or_else(|| toml::Value::String(raw.to_string()))
 }
 
 fn set_path(
