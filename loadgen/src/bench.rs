@@ -24,6 +24,8 @@ pub struct BenchOpts {
     pub payload_bytes: usize,
     pub feeder_cpu: Option<usize>,
     pub recv_cpu: Option<usize>,
+    /// How long the receive loop polls without sleeping after a wake-up with work.
+    pub spin_us: f64,
 }
 
 pub fn bench_recv(o: &BenchOpts) -> anyhow::Result<Value> {
@@ -90,6 +92,7 @@ pub fn bench_recv(o: &BenchOpts) -> anyhow::Result<Value> {
     };
     let start = now_ns();
     rx.start_ns = start;
+    rx.spin_ns = (o.spin_us * 1e3) as u64;
     let stop = start + (o.secs * 1e9) as u64;
     let mut poll = poll;
     let cpu0 = thread_cpu_seconds();
@@ -127,6 +130,7 @@ pub fn bench_recv(o: &BenchOpts) -> anyhow::Result<Value> {
         "feeder_ran_out": ran_out,
         "feeder_cpu": o.feeder_cpu,
         "recv_cpu": o.recv_cpu,
+        "spin_us": o.spin_us,
         // the receiver waited for data while the feeder was saturated: the feeder's figure
         "feeder_bound": recv_busy < 0.9 && feeder_share > 0.9,
     }))

@@ -12,6 +12,7 @@
 //! loadgen serve --listen 127.0.0.1:18095        (the minimal broadcast server calibrate uses)
 //! loadgen bench-recv [--conns 2000] [--frames-per-write 64] [--secs 5]
 //! loadgen compare --out DIR --stem NAME a.json b.json ...
+//! loadgen plan --scenario ... --target ... --out PLAN.json   (accounts only: for crosscheck)
 //! ```
 #![deny(unsafe_code)]
 #![recursion_limit = "256"]
@@ -44,8 +45,11 @@ USAGE:
     loadgen calibrate [--scenario FILE] [--server-cpu N] [--flush-us N] [peak options] [--out DIR]
     loadgen serve [--listen HOST:PORT] [--flush-us N] [--drop-every N]
     loadgen bench-recv [--conns N] [--frames-per-write N] [--secs S] [--payload N]
-                       [--feeder-cpu N] [--recv-cpu N] [--out DIR --stem NAME]
+                       [--feeder-cpu N] [--recv-cpu N] [--spin-us US] [--out DIR --stem NAME]
     loadgen compare --out DIR --stem NAME SUMMARY.json...
+    loadgen plan --scenario FILE --target HOST:PORT [--peer] [--set K=V] --out PLAN.json
+                         provision the accounts and rooms only, for a second client
+                         (perf/crosscheck) to use
 
 RUN OPTIONS:
     --scenario FILE      scenario TOML (see perf/scenarios/)
@@ -118,6 +122,7 @@ fn parse_args() -> Args {
         "--feeder-cpu",
         "--recv-cpu",
         "--drop-every",
+        "--spin-us",
     ];
     while let Some(a) = it.next() {
         if takes_value.contains(&a.as_str()) {
@@ -175,6 +180,7 @@ fn main() -> anyhow::Result<()> {
         "bench-recv" => cmd_bench(&args),
         "part" => cmd_part(&args),
         "compare" => cmd_compare(&args),
+        "plan" => cmd_plan(&args),
         "-h" | "--help" | "help" => {
             print!("{HELP}");
             Ok(())
@@ -397,6 +403,23 @@ fn cmd_run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Provisions the plan (accounts, tokens, rooms, a schedule at the scenario's rate) and
+/// writes it, running nothing: `crosscheck` reads it.
+fn cmd_plan(args: &Args) -> anyhow::Result<()> {
+    let scenario = load_scenario(args, None)?;
+    let targets = targets(args)?;
+    let out = args.get("--out").context("--out PLAN.json is required")?;
+    let plan = make_plan(args, &scenario, &targets, args.flag("--peer"))?;
+    std::fs::write(out, serde_json::to_string(&plan)?)?;
+    eprintln!(
+        "[plan] {} connections, {} senders, {} rooms -> {out}",
+        plan.conns.len(),
+        plan.senders.len(),
+        plan.rooms.len()
+    );
+    Ok(())
+}
+
 fn peak_opts(args: &Args, start: f64) -> anyhow::Result<peak::PeakOpts> {
     Ok(peak::PeakOpts {
         start: args.num("--start", start)?,
@@ -406,6 +429,7 @@ fn peak_opts(args: &Args, start: f64) -> anyhow::Result<peak::PeakOpts> {
         bound_ms: args.num("--bound-ms", 50.0)?,
         step_secs: args.num("--step-secs", 5.0)?,
         drain_secs: args.num("--drain-secs", 2.0)?,
+        server_pid: args.get("--server-pid").map(str::parse).transpose()?,
     })
 }
 
@@ -464,7 +488,10 @@ fn cmd_calibrate(args: &Args) -> anyhow::Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         ceiling: None,
     };
-    let opts = peak_opts(args, 200_000.0)?;
+    let opts = peak::PeakOpts {
+        server_pid: Some(child.id()),
+        ..peak_opts(args, 200_000.0)?
+    };
     let plan = plan::build(&scenario, target, true, &|m| eprintln!("[plan] {m}"))?;
     let searched = peak::search("calibrate", plan, &opts, &mut |p| execute(p, &meta));
     let _ = child.kill();
@@ -517,6 +544,7 @@ fn cmd_bench(args: &Args) -> anyhow::Result<()> {
         payload_bytes: args.num("--payload", 100)?,
         feeder_cpu: cpu("--feeder-cpu")?,
         recv_cpu: cpu("--recv-cpu")?,
+        spin_us: args.num("--spin-us", 50.0)?,
     };
     let v = bench::bench_recv(&o)?;
     println!(

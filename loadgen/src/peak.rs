@@ -24,6 +24,31 @@ pub struct PeakOpts {
     pub bound_ms: f64,
     pub step_secs: f64,
     pub drain_secs: f64,
+    /// The server process: between steps, wait until it is idle (a collapsed step leaves
+    /// it working off a backlog that would fail the next step too).
+    pub server_pid: Option<u32>,
+}
+
+/// Waits until the server has been idle (under 10% of a core) for 250 ms, at least 1 s and
+/// at most 60 s; returns the seconds waited.
+pub fn settle(server_pid: Option<u32>) -> f64 {
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let Some(pid) = server_pid else {
+        return t0.elapsed().as_secs_f64();
+    };
+    let mut last = crate::clock::proc_stats(pid).map(|s| s.0);
+    while t0.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let now = crate::clock::proc_stats(pid).map(|s| s.0);
+        match (last, now) {
+            (Some(a), Some(b)) if b - a < 0.025 => break,
+            (_, None) => break,
+            _ => {}
+        }
+        last = now;
+    }
+    t0.elapsed().as_secs_f64()
 }
 
 /// Deliveries per second that one unit of `rate_per_sec` offers.
@@ -123,9 +148,14 @@ pub fn search(
                 why.join(", ")
             }
         );
-        steps.push(step_line(offered, &v, &why));
-        // let the server settle between steps
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        let mut line = step_line(offered, &v, &why);
+        // let the server settle between steps: a failed step may leave it seconds of backlog
+        let waited = settle(o.server_pid);
+        if waited > 1.5 {
+            eprintln!("[peak] {label}: the server worked off its backlog for {waited:.1} s");
+        }
+        line["settle_secs"] = json!(waited);
+        steps.push(line);
         Ok((v, why))
     };
     let mut offered = o.start;

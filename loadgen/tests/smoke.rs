@@ -106,5 +106,55 @@ fn smoke_run_delivers_everything_and_writes_its_report() {
             "{name}: the table is printed"
         );
     }
+
+    // the second client, on the world run's accounts (`loadgen plan` with --accounts reuses
+    // them: nothing is provisioned anew)
+    let plan = dir.join("plan.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["plan", "--scenario", scenario, "--target", &target])
+        .args(["--accounts", accounts, "--out"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "loadgen plan: {stderr}");
+    assert!(stderr.contains("reusing accounts"), "{stderr}");
+    let report = dir.join("crosscheck.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_crosscheck"))
+        .arg("--plan")
+        .arg(&plan)
+        .args([
+            "--deliveries-per-sec",
+            "2000",
+            "--secs",
+            "2",
+            "--drain-secs",
+            "2",
+        ])
+        .args(["--label", "ringchat", "--server-pid"])
+        .arg(std::process::id().to_string())
+        .arg("--out")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "crosscheck: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(r["messages_sent"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["expected_deliveries"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["received"], r["expected_deliveries"], "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert_eq!(r["connections"]["failed"], 0, "{r}");
+    assert!(r["latency_ms"]["p99"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["server_cpu_us_per_delivery"].is_number(), "{r}");
+    assert!(
+        stdout.contains("crosscheck ringchat: offered 2000/s"),
+        "{stdout}"
+    );
     rt.block_on(system.shutdown());
 }
