@@ -284,10 +284,21 @@ async fn read_loop(
                 tracing::debug!(conn_id = conn.id, error = %e, "read ended");
                 return;
             }
-            Ok(n) => frames.feed(&buf[..n]),
+            Ok(n) => {
+                frames.feed(&buf[..n]);
+                // a full read: more was waiting, so read in bigger pieces from now on
+                // (idle connections keep the small buffer: it is pinned by the pending read)
+                if n == buf.capacity() && n < MAX_READ_BUFFER {
+                    buf = Vec::with_capacity((n * 2).min(MAX_READ_BUFFER));
+                }
+            }
         }
     }
 }
+
+/// The largest read buffer a connection grows to (see `gateway.read_buffer_bytes`, the
+/// smallest).
+const MAX_READ_BUFFER: usize = 16 * 1024;
 
 /// Moves what tungstenite wrote (pongs, close replies) into the send queue.
 fn flush_tx(conn: &Conn, frames: &mut FrameReader) {

@@ -45,7 +45,7 @@ pub async fn serve_conn<R: Routes>(
     slot: Option<ConnSlot>,
 ) {
     // counted against the connection caps until this connection (or its WebSocket) ends
-    let _slot = slot;
+    let mut slot = slot;
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let limits = HeadLimits {
@@ -82,7 +82,7 @@ pub async fn serve_conn<R: Routes>(
         }
 
         if R::PUBLIC && req.path == "/ws" && upgrade::is_upgrade(&req) {
-            upgrade::upgrade(core, stream, req, buf).await;
+            upgrade::upgrade(core, stream, req, buf, slot.take()).await;
             return;
         }
 

@@ -58,7 +58,10 @@ impl SqliteStore {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full);
         }
+        // no ping before each acquire: a connection to a file in this process cannot have
+        // gone away, and sqlx's ping is a round trip to its worker thread (three per message)
         let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -70,6 +73,7 @@ impl SqliteStore {
             writer.clone()
         } else {
             SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(max_readers.max(1))
                 .connect_with(opts)
                 .await?
