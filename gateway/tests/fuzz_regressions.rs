@@ -108,7 +108,10 @@ fn gateway_overrides_keep_their_text_until_the_gateway_types_them() {
     )
     .unwrap();
     assert_eq!(from_env.gateway.cors_origins, vec!["012345"]);
-    assert_eq!(from_env.gateway.cors_origins, from_file.gateway.cors_origins);
+    assert_eq!(
+        from_env.gateway.cors_origins,
+        from_file.gateway.cors_origins
+    );
     assert_eq!(from_env.gateway.listen, from_file.gateway.listen);
     assert_eq!(from_env.gateway.workers, 2);
 }
