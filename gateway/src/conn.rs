@@ -1,9 +1,13 @@
 //! One WebSocket connection as its core sees it: a bounded send queue of ready-made frames
-//! and the writer task that drains it with vectored writes.
+//! and, while there is something to write, a writer task that drains it with vectored
+//! writes.
 //!
 //! - Frames are `Bytes` shared with every other recipient; queueing one is a refcount bump.
 //! - The writer takes everything queued (up to a batch) and writes it with one `writev`,
 //!   so a connection that receives several frames per wake-up costs one syscall.
+//! - An idle connection has no writer task: the write half waits in the connection, and
+//!   the first frame queued starts a writer, which gives the write half back and ends when
+//!   the queue is empty. (A task per connection for its whole life cost ~1.5 KiB each.)
 //! - The queue is bounded in frames and bytes. A connection whose queue is full when a frame
 //!   arrives is a slow consumer: it is closed with 1013 (try again later) and its queue
 //!   dropped, rather than silently losing frames; the client reconnects and syncs with
@@ -11,18 +15,24 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use monoio::io::{AsyncWriteRent, CancelHandle, CancelableAsyncWriteRent, Canceller};
+use monoio::io::{
+    AsyncWriteRent, CancelHandle, CancelableAsyncWriteRent, Canceller, OwnedWriteHalf,
+};
+use monoio::net::TcpStream;
 use ringchat_proto as pb;
 
 use crate::frame;
 use crate::metrics::CoreMetrics;
 use crate::signal::LocalSignal;
+
+/// The socket's write half.
+pub type Sink = OwnedWriteHalf<TcpStream>;
 
 /// Frames written per `writev` at most.
 const WRITE_BATCH: usize = 256;
@@ -51,8 +61,15 @@ pub struct Conn {
     max_bytes: usize,
     state: Cell<State>,
     close_frame: RefCell<Option<Bytes>>,
-    /// Wakes the writer: frames queued or state changed.
-    pub(crate) wake: LocalSignal,
+    /// The write half while no writer runs (a writer holds it; gone once the connection
+    /// has ended).
+    sink: RefCell<Option<Sink>>,
+    /// A writer task runs (for good once the connection has ended).
+    writing: Cell<bool>,
+    /// The writer has finished the connection: close written, socket shut down.
+    ended: Cell<bool>,
+    ended_signal: LocalSignal,
+    me: Weak<Conn>,
     /// Set when the reader has finished.
     pub(crate) reader_done: LocalSignal,
     io_cancel: RefCell<Option<Canceller>>,
@@ -70,7 +87,7 @@ impl Conn {
         max_bytes: usize,
         metrics: Arc<CoreMetrics>,
     ) -> Rc<Conn> {
-        Rc::new(Conn {
+        Rc::new_cyclic(|me| Conn {
             id,
             user,
             token_tag,
@@ -81,12 +98,45 @@ impl Conn {
             max_bytes,
             state: Cell::new(State::Open),
             close_frame: RefCell::new(None),
-            wake: LocalSignal::default(),
+            sink: RefCell::new(None),
+            writing: Cell::new(false),
+            ended: Cell::new(false),
+            ended_signal: LocalSignal::default(),
+            me: me.clone(),
             reader_done: LocalSignal::default(),
             io_cancel: RefCell::new(Some(Canceller::new())),
             last_seen: Cell::new(Instant::now()),
             metrics,
         })
+    }
+
+    /// Gives the connection its socket's write half; what is queued starts going out.
+    pub fn attach(&self, sink: Sink) {
+        *self.sink.borrow_mut() = Some(sink);
+        self.kick();
+    }
+
+    /// Resolves once the connection has ended (see [`writer`]).
+    pub async fn writer_finished(&self) {
+        while !self.ended.get() {
+            self.ended_signal.wait().await;
+        }
+    }
+
+    /// There is something for a writer to do (frames, or a state change): start one
+    /// unless one runs (it will see it) or the write half is not here yet.
+    fn kick(&self) {
+        if self.writing.get() {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let Some(sink) = self.sink.borrow_mut().take() else {
+            return;
+        };
+        self.writing.set(true);
+        monoio::spawn(writer(me, sink));
     }
 
     pub fn user_id(&self) -> i64 {
@@ -133,7 +183,7 @@ impl Conn {
         }
         self.queued_bytes.set(bytes);
         self.queue.borrow_mut().push_back(f);
-        self.wake.notify();
+        self.kick();
         true
     }
 
@@ -156,7 +206,7 @@ impl Conn {
             self.queued_bytes.set(0);
             self.cancel_io();
         }
-        self.wake.notify();
+        self.kick();
     }
 
     /// Ends after what is queued is written, without a close frame of our own (the close
@@ -164,7 +214,7 @@ impl Conn {
     pub fn finish(&self) {
         if self.state.get() == State::Open {
             self.state.set(State::Draining);
-            self.wake.notify();
+            self.kick();
         }
     }
 
@@ -175,7 +225,7 @@ impl Conn {
             self.queue.borrow_mut().clear();
             self.queued_bytes.set(0);
             self.cancel_io();
-            self.wake.notify();
+            self.kick();
         }
     }
 
@@ -247,15 +297,12 @@ unsafe impl monoio::buf::IoVecBuf for FrameBatch {
     }
 }
 
-/// Drains the connection's queue into the socket until the connection closes.
-pub async fn writer<W>(conn: Rc<Conn>, mut wr: W)
-where
-    W: AsyncWriteRent + CancelableAsyncWriteRent,
-{
-    let Some(cancel) = conn.cancel_handle() else {
-        return;
-    };
-    let mut frames = Vec::with_capacity(16);
+/// Drains the connection's queue into the socket. With the queue empty and the connection
+/// open it gives the write half back and ends (the next frame starts a writer again);
+/// once the connection closes it writes the close frame, shuts the socket down and marks
+/// the connection ended.
+async fn writer(conn: Rc<Conn>, mut wr: Sink) {
+    let mut frames = Vec::new();
     loop {
         match conn.state.get() {
             State::Closed => break,
@@ -271,9 +318,14 @@ where
                 write_close(&conn, &mut wr).await;
                 break;
             }
-            conn.wake.wait().await;
-            continue;
+            // idle: no await between the check and this, so nothing was queued meanwhile
+            *conn.sink.borrow_mut() = Some(wr);
+            conn.writing.set(false);
+            return;
         }
+        let Some(cancel) = conn.cancel_handle() else {
+            break;
+        };
         let count = frames.len() as u64;
         let mut batch = FrameBatch::new(std::mem::take(&mut frames));
         let mut ok = true;
@@ -312,7 +364,10 @@ where
     let _ = wr.shutdown().await;
     // give the peer a moment to answer our close, then stop the reader
     let _ = monoio::time::timeout(Duration::from_secs(2), conn.reader_done.wait()).await;
+    // `writing` stays set: no writer starts again
     conn.abort();
+    conn.ended.set(true);
+    conn.ended_signal.notify();
 }
 
 /// Writes the close frame without the connection's canceller (closing may have cancelled

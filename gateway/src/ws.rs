@@ -24,7 +24,7 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
 use crate::channels::token_tag;
-use crate::conn::{self, Conn};
+use crate::conn::Conn;
 use crate::cores::Core;
 use crate::frame;
 use crate::protocol::{ClientFrame, MarkRead, SendMessage, ServerEvent};
@@ -185,14 +185,14 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, session: pb::Session, left
         .encode(),
     );
     let (rd, wr) = stream.into_split();
-    let writer = monoio::spawn(conn::writer(conn.clone(), wr));
+    conn.attach(wr);
     read_loop(&core, &conn, rd, leftover).await;
     conn.reader_done.notify();
     if conn.is_open() {
         // the peer went away without a close handshake
         conn.abort();
     }
-    writer.await;
+    conn.writer_finished().await;
     core.unregister(&conn).await;
     report_presence(&core, &conn, false);
     tracing::debug!(conn_id = conn.id, "websocket closed");
