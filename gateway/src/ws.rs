@@ -80,9 +80,11 @@ impl FrameReader {
     /// A server-side reader; `max_frame_bytes` bounds frames and messages.
     pub fn new(max_frame_bytes: usize, leftover: &[u8]) -> FrameReader {
         let config = WebSocketConfig::default()
-            // tungstenite's own buffer only holds what we copy in from `rx`: keep it small,
-            // it grows for large messages (idle connections are most connections)
-            .read_buffer_size(512)
+            // tungstenite's own buffer only holds what we copy in from `rx`: keep it small
+            // (it is allocated up front, and idle connections are most connections); it
+            // grows to a whole frame when a header announces one, and reads this much at
+            // a time beyond it (a ~300-byte chat frame: three copies)
+            .read_buffer_size(128)
             .write_buffer_size(0)
             .max_message_size(Some(max_frame_bytes))
             .max_frame_size(Some(max_frame_bytes));
