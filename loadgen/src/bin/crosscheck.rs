@@ -189,6 +189,26 @@ struct Got {
     duplicates: u64,
 }
 
+impl Got {
+    fn new() -> Got {
+        Got {
+            // 1 us to 10 min, 3 significant digits
+            hist: Histogram::new_with_bounds(1_000, 600_000_000_000, 3).expect("bounds"),
+            received: 0,
+            in_window: 0,
+            duplicates: 0,
+        }
+    }
+
+    fn add(&mut self, other: &Got) -> Result<(), String> {
+        self.hist.add(&other.hist).map_err(|e| e.to_string())?;
+        self.received += other.received;
+        self.in_window += other.in_window;
+        self.duplicates += other.duplicates;
+        Ok(())
+    }
+}
+
 /// `CC|sender|k|intended_ns|` in a frame.
 fn marker(text: &str) -> Option<(usize, u64, u64)> {
     let at = text.find("CC|")? + 3;
@@ -273,12 +293,7 @@ async fn run(o: Opts) -> Result<(), String> {
         let (received_live, closed) = (received_live.clone(), closed.clone());
         let me = sender_of[i];
         readers.push(tokio::spawn(async move {
-            let mut got = Got {
-                hist: Histogram::new_with_bounds(1_000, 600_000_000_000, 3).expect("bounds"),
-                received: 0,
-                in_window: 0,
-                duplicates: 0,
-            };
+            let mut got = Got::new();
             let mut seen: Vec<u64> = Vec::new();
             let deadline = tokio::time::sleep_until(stop.into());
             tokio::pin!(deadline);
@@ -398,18 +413,9 @@ async fn run(o: Opts) -> Result<(), String> {
             break;
         }
     }
-    let mut total = Got {
-        hist: Histogram::new_with_bounds(1_000, 600_000_000_000, 3).expect("bounds"),
-        received: 0,
-        in_window: 0,
-        duplicates: 0,
-    };
+    let mut total = Got::new();
     for r in readers {
-        let g = r.await.map_err(|e| e.to_string())?;
-        total.hist.add(&g.hist).map_err(|e| e.to_string())?;
-        total.received += g.received;
-        total.in_window += g.in_window;
-        total.duplicates += g.duplicates;
+        total.add(&r.await.map_err(|e| e.to_string())?)?;
     }
     for w in writers {
         let _ = w.await;
