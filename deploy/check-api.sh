@@ -31,6 +31,8 @@
 #   SCHEMATHESIS_REPORT_DIR    where the JSON and JUnit reports go (default: a new temp dir)
 #   RINGCHAT_TOOLS             tools folder (default /var/tmp/ringchat-tools)
 #   RINGCHAT_SCHEMATHESIS      pip requirement to install (default schemathesis==4.32.5)
+#   CHECK_API_INSTALL_ONLY=1   only make sure schemathesis is there, then exit (no arguments;
+#                              deploy/test.sh installs it early, in the background)
 #
 # Exit status: 0 when every check passed; 1 on any failure, error or timeout; 2 on bad usage
 # or when the server, the token or schemathesis cannot be had.
@@ -39,14 +41,17 @@ set -euo pipefail
 die() { printf 'check-api: error: %s\n' "$*" >&2; exit 2; }
 say() { printf '==> %s\n' "$*"; }
 
-[ $# -eq 2 ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-BASE_URL=${1%/}
-TOKEN=$2
-case "$BASE_URL" in
-    http://?*|https://?*) ;;
-    *) die "BASE_URL must be an http:// or https:// URL, got '$1'" ;;
-esac
-[ -n "$TOKEN" ] || die "TOKEN is empty"
+INSTALL_ONLY=${CHECK_API_INSTALL_ONLY:-}
+if [ "$INSTALL_ONLY" != 1 ]; then
+    [ $# -eq 2 ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+    BASE_URL=${1%/}
+    TOKEN=$2
+    case "$BASE_URL" in
+        http://?*|https://?*) ;;
+        *) die "BASE_URL must be an http:// or https:// URL, got '$1'" ;;
+    esac
+    [ -n "$TOKEN" ] || die "TOKEN is empty"
+fi
 
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-30}
 MAX_SECONDS=${SCHEMATHESIS_MAX_SECONDS:-600}
@@ -88,6 +93,7 @@ else
     ST=$VENV/bin/schemathesis
 fi
 say "using $("$ST" --version) ($ST)"
+[ "$INSTALL_ONLY" = 1 ] && exit 0
 
 # --- from here on, network only to BASE_URL ------------------------------------------------
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY

@@ -36,9 +36,11 @@ if [ ! -x "$CHROMIUM" ]; then
   command -v apt-get >/dev/null || die "/usr/bin/chromium missing and no apt-get to install it"
   say "installing Debian's chromium"
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y chromium; then
-    apt-get update || die "apt-get update failed: cannot install chromium"
-    apt-get install -y chromium || die "cannot install chromium with apt-get"
+  # waits for the dpkg lock: deploy/test.sh may be installing an engine at the same time
+  apt="apt-get -o DPkg::Lock::Timeout=900"
+  if ! $apt install -y chromium; then
+    $apt update || die "apt-get update failed: cannot install chromium"
+    $apt install -y chromium || die "cannot install chromium with apt-get"
   fi
   [ -x /usr/bin/chromium ] || die "chromium installed but /usr/bin/chromium is missing"
 fi

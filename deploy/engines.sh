@@ -2,7 +2,7 @@
 # Makes sure the distributed profile's engines run on loopback, installing and starting
 # what is missing; used by deploy/test.sh (the tests need them) and deploy/local/up.
 #
-#   deploy/engines.sh [up|status|down]
+#   deploy/engines.sh [up|status|down|install-kafka]
 #
 # | engine | address | when missing |
 # |---|---|---|
@@ -12,7 +12,8 @@
 # | Kafka protocol | 127.0.0.1:9092 | tansu 0.6 from crates.io (cargo install, ~10 min once), memory storage |
 #
 # An engine that already answers on its address is used as it is (a second `up` starts
-# nothing). `down` stops only what this script started (etcd and tansu; MariaDB and Redis
+# nothing). `install-kafka` only installs tansu when it is missing (deploy/test.sh runs it in
+# the background while it builds). `down` stops only what this script started (etcd and tansu; MariaDB and Redis
 # are left alone, other things on the machine may use them). Exits non-zero, saying why,
 # when an engine cannot be had: the tests never skip one.
 set -euo pipefail
@@ -43,9 +44,11 @@ apt_install() {
     local sudo=
     [[ $(id -u) == 0 ]] || sudo=sudo
     say install "$* (apt-get)"
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$@" >"$ENGINES_DIR/apt.log" 2>&1 \
-        || { $sudo apt-get update -q >>"$ENGINES_DIR/apt.log" 2>&1 \
-             && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$@" >>"$ENGINES_DIR/apt.log" 2>&1; } \
+    # waits for the dpkg lock: deploy/test.sh may be installing chromium at the same time
+    local apt="$sudo apt-get -o DPkg::Lock::Timeout=900"
+    DEBIAN_FRONTEND=noninteractive $apt install -y -q "$@" >"$ENGINES_DIR/apt.log" 2>&1 \
+        || { $apt update -q >>"$ENGINES_DIR/apt.log" 2>&1 \
+             && DEBIAN_FRONTEND=noninteractive $apt install -y -q "$@" >>"$ENGINES_DIR/apt.log" 2>&1; } \
         || die "apt-get install $* failed (log: $ENGINES_DIR/apt.log)"
 }
 
@@ -116,6 +119,10 @@ case ${1:-up} in
         etcd_up
         tansu_up
         ;;
+    install-kafka)
+        tansu_install
+        say tansu "installed: $TANSU"
+        ;;
     status)
         for e in mariadb:3306 redis:6379 etcd:2379 kafka:9092; do
             if listening "${e#*:}"; then say "${e%:*}" "up on 127.0.0.1:${e#*:}"; else say "${e%:*}" down; fi
@@ -125,5 +132,5 @@ case ${1:-up} in
         stop_pid tansu
         stop_pid etcd
         ;;
-    *) die "usage: $0 [up|status|down]" ;;
+    *) die "usage: $0 [up|status|down|install-kafka]" ;;
 esac
