@@ -98,8 +98,8 @@ pub struct GatewayConfig {
     pub cors_origins: Vec<String>,
     /// On shutdown, how long to wait for in-flight sends to be acknowledged.
     pub shutdown_grace_secs: u64,
-    /// Bytes read from a socket at a time at first; a connection whose read fills it
-    /// doubles it (up to 16 KiB). Idle connections keep this much pinned by their read.
+    /// Bytes read from a socket at a time, into one buffer per core that its connections
+    /// share (a connection waits for input without a buffer of its own).
     pub read_buffer_bytes: usize,
 }
 
@@ -133,7 +133,7 @@ impl Default for GatewayConfig {
             http_idle_timeout_secs: 60,
             cors_origins: vec!["*".into()],
             shutdown_grace_secs: 10,
-            read_buffer_bytes: 256,
+            read_buffer_bytes: 64 * 1024,
         }
     }
 }

@@ -47,6 +47,9 @@ pub struct Core {
     no_conns: LocalSignal,
     by_user: RefCell<HashMap<i64, Vec<Rc<Conn>>>>,
     next_conn: Cell<u64>,
+    /// What every connection of this core reads into (`gateway.read_buffer_bytes`); used
+    /// only between a socket's readiness and the parse, never across an await.
+    read_buffer: RefCell<Box<[u8]>>,
 }
 
 /// What a core is built from (everything here is `Send`: it crosses into the core's thread).
@@ -64,6 +67,7 @@ pub struct CoreDeps {
 
 impl Core {
     pub fn new(d: CoreDeps) -> Rc<Core> {
+        let read_buffer = RefCell::new(vec![0; d.config.read_buffer_bytes].into_boxed_slice());
         Rc::new(Core {
             index: d.index,
             gateway_id: d.gateway_id,
@@ -82,7 +86,13 @@ impl Core {
             no_conns: LocalSignal::default(),
             by_user: RefCell::new(HashMap::new()),
             next_conn: Cell::new(1),
+            read_buffer,
         })
+    }
+
+    /// Lends the core's read buffer (see [`crate::ws`]).
+    pub fn with_read_buffer<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        f(&mut self.read_buffer.borrow_mut())
     }
 
     /// The handle accept loops pass to `cancelable_accept`; None once draining.
@@ -255,6 +265,8 @@ impl Core {
             for msg in buf.drain(..) {
                 self.handle(msg);
             }
+            // one write per connection for the whole batch
+            crate::conn::flush_dirty();
         }
     }
 

@@ -8,6 +8,7 @@ const FIN: u8 = 0x80;
 const OP_TEXT: u8 = 0x1;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
 
 fn encode(opcode: u8, payload: &[u8]) -> Bytes {
     let len = payload.len();
@@ -44,8 +45,18 @@ pub fn close(code: u16, reason: &str) -> Bytes {
     encode(OP_CLOSE, &p)
 }
 
+/// A close frame without a status code (the reply to an empty close).
+pub fn close_empty() -> Bytes {
+    encode(OP_CLOSE, b"")
+}
+
 pub fn ping() -> Bytes {
     encode(OP_PING, b"")
+}
+
+/// The answer to a ping: its payload (at most 125 bytes) echoed.
+pub fn pong(payload: &[u8]) -> Bytes {
+    encode(OP_PONG, payload)
 }
 
 /// RFC 6455 close codes the gateway uses.

@@ -5,9 +5,11 @@
 //!   its own `SO_REUSEPORT` listener, connections, slice of the user -> connections index
 //!   and send queues. Cores share no locked state; work reaches them through bounded
 //!   channels.
-//! - **Connections** ([`conn`], [`ws`]): a reader task and a writer task per socket; the
-//!   reader frames with tungstenite from a memory buffer, the writer drains a bounded queue
-//!   of ready-made frames with one `writev` per wake-up.
+//! - **Connections** ([`conn`], [`ws`]): one task per socket, which waits for input without
+//!   a buffer of its own, reads into its core's buffer and frames what came
+//!   ([`ws::FrameReader`]); outgoing frames wait in a bounded queue per connection, which the
+//!   core's flush pass writes with one non-blocking `sendmsg` per connection per pass; a
+//!   writer task runs only while a socket cannot take what is queued.
 //! - **The tokio side** ([`dispatch`], [`bridge`]): the bus (upstream publishers, downstream
 //!   consumer) and the backend client run on a tokio runtime; the dispatcher there encodes
 //!   each outgoing event once and hands the same bytes to the cores that hold a recipient.
@@ -16,9 +18,12 @@
 //! - **HTTP** ([`http`]: parsing, responses, CORS, the upgrade) and what it serves:
 //!   [`api`] (the client API, by area, and the web page at `/`) and [`admin`].
 //!
-//! Unsafe code is confined to the I/O core: the iovec batch handed to `writev` ([`conn`]).
+//! Unsafe code is confined to the I/O core: the iovecs handed to `writev`/`sendmsg`
+//! ([`conn`]), the non-blocking `recv` and the readiness wait ([`ws`]), and the
+//! allocator's options ([`alloc`]).
 
 pub mod admin;
+pub mod alloc;
 pub mod api;
 pub mod bridge;
 pub mod channels;

@@ -345,7 +345,10 @@ fn run_core(
             // each runs until the core stops (the inbox until the dispatcher goes away)
             race(
                 race(core.clone().run_inbox(inbox), core.clone().run_heartbeat()),
-                race(core.clone().run_presence_refresh(), admin),
+                race(
+                    race(core.clone().run_presence_refresh(), admin),
+                    crate::conn::run_flusher(),
+                ),
             )
             .await;
         };

@@ -29,8 +29,13 @@ fn raw_ws(sys: &System, token: &str) -> TcpStream {
 
 #[test]
 fn a_reader_that_never_reads_does_not_hold_up_the_others() {
+    // queues of 4 MB: the stuck client, sent 16 MB, overflows it; the attentive reader,
+    // reading as it goes, would have to fall 4 MB plus its socket buffers behind (a
+    // 64-frame queue was only ~1 MB of 16 KB frames, less than a debug-built test client
+    // parsing each message could fall behind a fast server)
     let sys = System::start_with(&[
-        ("RINGCHAT_GATEWAY__SEND_QUEUE_FRAMES", "64"),
+        ("RINGCHAT_GATEWAY__SEND_QUEUE_FRAMES", "1024"),
+        ("RINGCHAT_GATEWAY__SEND_QUEUE_BYTES", "4194304"),
         ("RINGCHAT_GATEWAY__RATE_LIMIT_PER_SEC", "100000"),
         ("RINGCHAT_GATEWAY__RATE_LIMIT_BURST", "100000"),
         ("RINGCHAT_LOGIC__USER_SENDS_PER_SEC", "100000"),
@@ -52,20 +57,26 @@ fn a_reader_that_never_reads_does_not_hold_up_the_others() {
     });
     let mut s = sender.ws();
     let mut r = reader.ws();
-    // 16 MB: more than loopback socket buffers (a few MB each way) plus the 64-frame queue
+    // 16 MB: more than loopback socket buffers (a few MB each way) plus the 4 MB queue
     const N: usize = 1000;
     let body = "x".repeat(16 * 1024);
+    // the attentive reader reads while the messages are sent, and gets every one, in order
+    let conv2 = conv.clone();
+    let reading = std::thread::spawn(move || {
+        let mut last = 0;
+        for _ in 0..N {
+            let m = r.new_message(&conv2);
+            let seq = m["seqId"].as_i64().unwrap();
+            assert_eq!(seq, last + 1);
+            last = seq;
+        }
+    });
     for i in 0..N {
         s.send(&conv, &body, &format!("f-{i}"));
     }
-    // the attentive reader gets every message, in order
-    let mut last = 0;
-    for _ in 0..N {
-        let m = r.new_message(&conv);
-        let seq = m["seqId"].as_i64().unwrap();
-        assert_eq!(seq, last + 1);
-        last = seq;
-    }
+    reading
+        .join()
+        .expect("the reader got every message in order");
     for i in 0..N {
         s.ack(&format!("f-{i}"));
     }

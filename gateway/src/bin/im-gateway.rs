@@ -11,7 +11,7 @@ use ringchat_core::bootstrap::{self, About};
 use ringchat_core::model::LOGIC_SERVICE;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: im_gateway::alloc::MiMalloc = im_gateway::alloc::MiMalloc;
 
 const ABOUT: About = About {
     name: "im-gateway",
@@ -25,6 +25,7 @@ const ABOUT: About = About {
 };
 
 fn main() -> anyhow::Result<()> {
+    im_gateway::alloc::give_back_freed_memory();
     let path = bootstrap::config_path_from_args(&ABOUT);
     let Settings { config, gateway } =
         Settings::from_config(bootstrap::load_config(path.as_deref())?)?;

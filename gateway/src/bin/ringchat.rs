@@ -6,7 +6,7 @@ use ringchat_core::bootstrap::{self, About};
 use ringchat_core::shutdown::Shutdown;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: im_gateway::alloc::MiMalloc = im_gateway::alloc::MiMalloc;
 
 const ABOUT: About = About {
     name: "ringchat",
@@ -17,6 +17,7 @@ const ABOUT: About = About {
 };
 
 fn main() -> anyhow::Result<()> {
+    im_gateway::alloc::give_back_freed_memory();
     let path = bootstrap::config_path_from_args(&ABOUT);
     // the [gateway] section is validated now, before anything starts
     let Settings { config, .. } = Settings::from_config(bootstrap::load_config(path.as_deref())?)?;

@@ -22,9 +22,9 @@ pub fn is_upgrade(req: &Request) -> bool {
 }
 
 /// Answers an upgrade request; on success the WebSocket continues in a task of its own
-/// (holding `slot`), so the HTTP connection's task, whose future is sized for every
-/// request handler's states, is freed rather than kept as long as the WebSocket (about
-/// 4 KiB per idle connection).
+/// (holding `slot`, see [`crate::ws::start`]), so the HTTP connection's task, whose future
+/// is sized for every request handler's states, is freed rather than kept as long as the
+/// WebSocket (about 4 KiB per idle connection).
 pub async fn upgrade(
     core: Rc<Core>,
     mut stream: TcpStream,
@@ -101,8 +101,5 @@ pub async fn upgrade(
     if res.is_err() {
         return;
     }
-    monoio::spawn(async move {
-        let _slot = slot;
-        crate::ws::serve(core, stream, session, leftover).await;
-    });
+    crate::ws::start(core, stream, session, leftover, slot).await;
 }

@@ -1,7 +1,9 @@
 //! The in-memory cache of the embedded profile: TTL'd values and presence.
 //!
 //! Expired entries are dropped lazily on access and by a sweep every few thousand writes,
-//! so memory stays bounded by the live entries.
+//! so memory stays bounded by the live entries. Presence is one entry per connection of
+//! the whole deployment, so it is kept small: a short list per user (most have one or two
+//! connections) of (gateway number, connection id, expiry), the gateways' names stored once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,11 +24,56 @@ pub struct MemoryCache {
 #[derive(Default)]
 struct State {
     values: HashMap<String, (Bytes, Instant)>,
-    presence: HashMap<i64, HashMap<Endpoint, Instant>>,
+    presence: HashMap<i64, Vec<Live>>,
+    /// Gateway ids by number (a `Live` names its gateway by its index here).
+    gateways: Vec<String>,
     writes: u64,
 }
 
+/// One live endpoint of a user.
+struct Live {
+    gateway: u32,
+    conn_id: u64,
+    expires: Instant,
+}
+
 impl State {
+    fn gateway(&mut self, id: &str) -> u32 {
+        match self.gateways.iter().position(|g| g == id) {
+            Some(i) => i as u32,
+            None => {
+                self.gateways.push(id.to_string());
+                (self.gateways.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Adds or renews an endpoint.
+    fn upsert(&mut self, user_id: i64, gateway: u32, conn_id: u64, expires: Instant) {
+        let eps = self
+            .presence
+            .entry(user_id)
+            .or_insert_with(|| Vec::with_capacity(1));
+        match eps
+            .iter_mut()
+            .find(|l| l.gateway == gateway && l.conn_id == conn_id)
+        {
+            Some(l) => l.expires = expires,
+            None => eps.push(Live {
+                gateway,
+                conn_id,
+                expires,
+            }),
+        }
+    }
+
+    fn endpoint(&self, l: &Live) -> Endpoint {
+        Endpoint {
+            gateway_id: self.gateways[l.gateway as usize].clone(),
+            conn_id: l.conn_id,
+        }
+    }
+
     fn maybe_sweep(&mut self, now: Instant) {
         self.writes += 1;
         if !self.writes.is_multiple_of(4096) {
@@ -34,7 +81,7 @@ impl State {
         }
         self.values.retain(|_, (_, exp)| *exp > now);
         self.presence.retain(|_, eps| {
-            eps.retain(|_, exp| *exp > now);
+            eps.retain(|l| l.expires > now);
             !eps.is_empty()
         });
     }
@@ -42,7 +89,7 @@ impl State {
     fn live_count(&mut self, user_id: i64, now: Instant) -> usize {
         match self.presence.get_mut(&user_id) {
             Some(eps) => {
-                eps.retain(|_, exp| *exp > now);
+                eps.retain(|l| l.expires > now);
                 let n = eps.len();
                 if n == 0 {
                     self.presence.remove(&user_id);
@@ -96,10 +143,8 @@ impl Cache for MemoryCache {
     ) -> Result<usize> {
         let now = Instant::now();
         let mut st = self.inner.lock().expect("cache lock");
-        st.presence
-            .entry(user_id)
-            .or_default()
-            .insert(endpoint.clone(), now + ttl);
+        let gateway = st.gateway(&endpoint.gateway_id);
+        st.upsert(user_id, gateway, endpoint.conn_id, now + ttl);
         st.maybe_sweep(now);
         Ok(st.live_count(user_id, now))
     }
@@ -107,8 +152,10 @@ impl Cache for MemoryCache {
     async fn presence_remove(&self, user_id: i64, endpoint: &Endpoint) -> Result<usize> {
         let now = Instant::now();
         let mut st = self.inner.lock().expect("cache lock");
-        if let Some(eps) = st.presence.get_mut(&user_id) {
-            eps.remove(endpoint);
+        if let Some(gateway) = st.gateways.iter().position(|g| *g == endpoint.gateway_id) {
+            if let Some(eps) = st.presence.get_mut(&user_id) {
+                eps.retain(|l| !(l.gateway == gateway as u32 && l.conn_id == endpoint.conn_id));
+            }
         }
         Ok(st.live_count(user_id, now))
     }
@@ -121,14 +168,9 @@ impl Cache for MemoryCache {
     ) -> Result<()> {
         let now = Instant::now();
         let mut st = self.inner.lock().expect("cache lock");
+        let gateway = st.gateway(gateway_id);
         for (user_id, conn_id) in entries {
-            st.presence.entry(*user_id).or_default().insert(
-                Endpoint {
-                    gateway_id: gateway_id.to_string(),
-                    conn_id: *conn_id,
-                },
-                now + ttl,
-            );
+            st.upsert(*user_id, gateway, *conn_id, now + ttl);
         }
         st.maybe_sweep(now);
         Ok(())
@@ -142,8 +184,8 @@ impl Cache for MemoryCache {
             if let Some(eps) = st.presence.get(id) {
                 let mut live: Vec<Endpoint> = eps
                     .iter()
-                    .filter(|(_, exp)| **exp > now)
-                    .map(|(ep, _)| ep.clone())
+                    .filter(|l| l.expires > now)
+                    .map(|l| st.endpoint(l))
                     .collect();
                 if !live.is_empty() {
                     live.sort();

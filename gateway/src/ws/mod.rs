@@ -1,139 +1,48 @@
 //! The WebSocket side of a connection: the reader task and what each client frame does
 //! (frames are typed in [`crate::protocol`]).
 //!
-//! Framing is tungstenite's (`WebSocketContext`: masking, fragmentation, UTF-8, control
-//! frames, size limits) fed from an in-memory buffer, so tungstenite never touches the
-//! socket and no tokio runs here. The reader owns the read half and is the only task that
-//! reads; the writer (see [`crate::conn`]) owns the write half. No `select!` races a read:
-//! closing cancels the read through the connection's canceller instead.
+//! Framing is [`reader::FrameReader`]'s, fed from the socket. The reader task owns the read
+//! half and is the only task that reads; the writer (see [`crate::conn`]) owns the write
+//! half. An idle connection holds no read buffer: the reader waits for the socket to become
+//! readable, then takes what is there into its core's buffer (one per core) and parses it
+//! at once. No `select!` races a read: closing wakes the wait instead.
+
+mod reader;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::future::{poll_fn, Future};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use monoio::io::{CancelableAsyncReadRent, OwnedReadHalf, Splitable};
+use monoio::io::{OwnedReadHalf, Splitable};
 use monoio::net::TcpStream;
 use ringchat_core::limits::{Rate, TokenBucket};
 use ringchat_core::ErrorCode;
 use ringchat_proto as pb;
-use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
+
+pub use reader::{FrameReader, Next};
 
 use crate::channels::token_tag;
 use crate::conn::Conn;
 use crate::cores::Core;
 use crate::frame;
+use crate::limits::ConnSlot;
 use crate::protocol::{ClientFrame, MarkRead, SendMessage, ServerEvent};
-
-/// The in-memory stream tungstenite reads from and writes to.
-struct BufIo {
-    rx: BytesMut,
-    tx: Vec<u8>,
-}
-
-impl Read for BufIo {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.rx.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = buf.len().min(self.rx.len());
-        buf[..n].copy_from_slice(&self.rx[..n]);
-        self.rx.advance(n);
-        Ok(n)
-    }
-}
-
-impl Write for BufIo {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tx.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Client frames from raw bytes: tungstenite's framing (masking, fragmentation, UTF-8,
-/// control frames, size limits) over an in-memory buffer. Pure (no socket), so the
-/// reader task and the fuzz targets drive the same code.
-pub struct FrameReader {
-    ctx: WebSocketContext,
-    io: BufIo,
-}
-
-/// What [`FrameReader::next`] found.
-pub enum Next {
-    Message(Message),
-    /// Everything buffered is consumed: feed more bytes.
-    NeedMore,
-    /// The closing handshake is complete; nothing more will be read.
-    Closed,
-    /// The peer broke the protocol; close with the fitting code.
-    Violation(tungstenite::Error),
-}
-
-impl FrameReader {
-    /// A server-side reader; `max_frame_bytes` bounds frames and messages.
-    pub fn new(max_frame_bytes: usize, leftover: &[u8]) -> FrameReader {
-        let config = WebSocketConfig::default()
-            // tungstenite's own buffer only holds what we copy in from `rx`: keep it small
-            // (it is allocated up front, and idle connections are most connections); it
-            // grows to a whole frame when a header announces one, and reads this much at
-            // a time beyond it (a ~300-byte chat frame: three copies)
-            .read_buffer_size(128)
-            .write_buffer_size(0)
-            .max_message_size(Some(max_frame_bytes))
-            .max_frame_size(Some(max_frame_bytes));
-        FrameReader {
-            ctx: WebSocketContext::new(Role::Server, Some(config)),
-            io: BufIo {
-                rx: BytesMut::from(leftover),
-                tx: Vec::new(),
-            },
-        }
-    }
-
-    pub fn feed(&mut self, bytes: &[u8]) {
-        self.io.rx.extend_from_slice(bytes);
-    }
-
-    // not an Iterator: `NeedMore` is not the end, more bytes can follow
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Next {
-        match self.ctx.read(&mut self.io) {
-            Ok(msg) => Next::Message(msg),
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                Next::NeedMore
-            }
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                Next::Closed
-            }
-            Err(e) => Next::Violation(e),
-        }
-    }
-
-    /// After a close from the peer: writes tungstenite's reply (the client's code echoed,
-    /// or 1002 for a code a peer may not send) into the output.
-    pub fn answer_close(&mut self) {
-        let _ = self.ctx.flush(&mut self.io);
-    }
-
-    /// What tungstenite wrote (pongs, close replies), as one frame buffer to send.
-    pub fn take_output(&mut self) -> Option<Bytes> {
-        (!self.io.tx.is_empty()).then(|| Bytes::from(std::mem::take(&mut self.io.tx)))
-    }
-}
 
 /// What the reader keeps about its client: the frame budget (every frame counts: sends,
 /// mark-read, pings and invalid frames alike) and the read pointers being written.
 struct ClientState {
     budget: TokenBucket,
     rate: Rate,
-    reads: Rc<ReadPointers>,
+    /// Made on the first `mark-read` (most connections never send one).
+    reads: Option<Rc<ReadPointers>>,
 }
 
 impl ClientState {
@@ -163,13 +72,24 @@ fn later_seq(a: i64, b: i64) -> i64 {
     }
 }
 
-/// Serves an upgraded connection of `session` until it closes. `leftover` is what the
-/// client sent after the handshake request in the same read.
-pub async fn serve(core: Rc<Core>, stream: TcpStream, session: pb::Session, leftover: Vec<u8>) {
+/// Takes over an upgraded connection of `session`: registers it and starts its task.
+/// `leftover` is what the client sent after the handshake request in the same read;
+/// `slot` (its place in the per-address limit) is held for as long as the connection.
+pub async fn start(
+    core: Rc<Core>,
+    stream: TcpStream,
+    session: pb::Session,
+    leftover: Vec<u8>,
+    slot: Option<ConnSlot>,
+) {
     let _ = stream.set_nodelay(true);
-    let tag = token_tag(&session.token_id);
+    let fd = stream.as_raw_fd();
     let conn = core
-        .register(session.user.unwrap_or_default(), tag, session.expires_at)
+        .register(
+            session.user.unwrap_or_default(),
+            token_tag(&session.token_id),
+            session.expires_at,
+        )
         .await;
     tracing::debug!(
         conn_id = conn.id,
@@ -187,17 +107,38 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, session: pb::Session, left
         .encode(),
     );
     let (rd, wr) = stream.into_split();
-    conn.attach(wr);
-    read_loop(&core, &conn, rd, leftover).await;
-    conn.reader_done.notify();
-    if conn.is_open() {
-        // the peer went away without a close handshake
-        conn.abort();
+    conn.attach(wr, fd);
+    let frames = FrameReader::new(core.config.max_frame_bytes, &leftover);
+    monoio::spawn(serve(core, conn, rd, fd, frames, slot));
+}
+
+/// The connection's task: reads and handles client frames until it closes, then tears
+/// down. It lives as long as the connection, so it holds only what the read loop needs:
+/// an `async` block over its captures (an `async fn` would keep its arguments twice), with
+/// the rare waits boxed.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn serve(
+    core: Rc<Core>,
+    conn: Rc<Conn>,
+    rd: OwnedReadHalf<TcpStream>,
+    fd: RawFd,
+    mut frames: FrameReader,
+    slot: Option<ConnSlot>,
+) -> impl Future<Output = ()> {
+    async move {
+        read_loop(&core, &conn, &rd, fd, &mut frames).await;
+        conn.reader_done.notify();
+        if conn.is_open() {
+            // the peer went away without a close handshake
+            conn.abort();
+        }
+        Box::pin(conn.writer_finished()).await;
+        Box::pin(core.unregister(&conn)).await;
+        report_presence(&core, &conn, false);
+        tracing::debug!(conn_id = conn.id, "websocket closed");
+        drop(rd);
+        drop(slot);
     }
-    conn.writer_finished().await;
-    core.unregister(&conn).await;
-    report_presence(&core, &conn, false);
-    tracing::debug!(conn_id = conn.id, "websocket closed");
 }
 
 /// Tells im-logic that this connection came or went (presence, online events).
@@ -223,20 +164,16 @@ fn report_presence(core: &Core, conn: &Conn, connected: bool) {
 async fn read_loop(
     core: &Rc<Core>,
     conn: &Rc<Conn>,
-    mut rd: OwnedReadHalf<TcpStream>,
-    leftover: Vec<u8>,
+    rd: &OwnedReadHalf<TcpStream>,
+    fd: RawFd,
+    frames: &mut FrameReader,
 ) {
-    let cfg = &core.config;
-    let mut frames = FrameReader::new(cfg.max_frame_bytes, &leftover);
-    // the handshake's buffer: do not keep it for the life of the connection
-    drop(leftover);
     let rate = core.limits.frame_rate();
     let mut limit = ClientState {
         budget: TokenBucket::full(rate),
         rate,
-        reads: Rc::default(),
+        reads: None,
     };
-    let mut buf = Vec::with_capacity(cfg.read_buffer_bytes);
     loop {
         // parse everything buffered
         loop {
@@ -248,7 +185,7 @@ async fn read_loop(
                         // closes TCP
                         tracing::debug!(conn_id = conn.id, "peer sent close");
                         frames.answer_close();
-                        flush_tx(conn, &mut frames);
+                        flush_tx(conn, frames);
                         conn.finish();
                         return;
                     }
@@ -256,53 +193,92 @@ async fn read_loop(
                 Next::NeedMore => break,
                 Next::Closed => {
                     tracing::debug!(conn_id = conn.id, "websocket closed by the close handshake");
-                    flush_tx(conn, &mut frames);
+                    flush_tx(conn, frames);
                     conn.finish();
                     return;
                 }
                 Next::Violation(e) => {
-                    flush_tx(conn, &mut frames);
+                    flush_tx(conn, frames);
                     protocol_close(core, conn, &e);
                     return;
                 }
             }
         }
-        flush_tx(conn, &mut frames);
+        flush_tx(conn, frames);
         if !conn.is_open() {
             return;
         }
-        let Some(cancel) = conn.cancel_handle() else {
-            return;
-        };
-        buf.clear();
-        let (res, b) = rd.cancelable_read(buf, cancel).await;
-        buf = b;
-        match res {
-            Ok(0) => {
-                tracing::debug!(conn_id = conn.id, "peer closed the connection");
-                return;
-            }
-            Err(e) => {
+        match readable(rd, conn).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
                 tracing::debug!(conn_id = conn.id, error = %e, "read ended");
                 return;
             }
-            Ok(n) => {
-                frames.feed(&buf[..n]);
-                // a full read: more was waiting, so read in bigger pieces from now on
-                // (idle connections keep the small buffer: it is pinned by the pending read)
-                if n == buf.capacity() && n < MAX_READ_BUFFER {
-                    buf = Vec::with_capacity((n * 2).min(MAX_READ_BUFFER));
+            None => return,
+        }
+        // everything there is, in pieces of the core's buffer
+        loop {
+            let res = core.with_read_buffer(|buf| {
+                let r = recv_now(fd, buf);
+                if let Ok(n) = r {
+                    frames.feed(&buf[..n]);
+                }
+                r.map(|n| (n, n == buf.len()))
+            });
+            match res {
+                Ok((0, _)) => {
+                    tracing::debug!(conn_id = conn.id, "peer closed the connection");
+                    return;
+                }
+                Ok((_, true)) => {}
+                Ok((_, false)) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(conn_id = conn.id, error = %e, "read ended");
+                    return;
                 }
             }
         }
     }
 }
 
-/// The largest read buffer a connection grows to (see `gateway.read_buffer_bytes`, the
-/// smallest).
-const MAX_READ_BUFFER: usize = 16 * 1024;
+/// Waits until the socket has something to read (bytes, the peer's FIN or an error),
+/// without a buffer; None once the connection stops reading (see [`Conn::abort`]).
+async fn readable(rd: &OwnedReadHalf<TcpStream>, conn: &Conn) -> Option<io::Result<()>> {
+    // SAFETY: `readable` only needs `&TcpStream` to submit a poll of its fd. The read
+    // half is this connection's only reader; the write half's use of the same stream is
+    // what monoio's split allows (reads and writes of a socket are independent).
+    #[allow(unsafe_code)]
+    let stream: &TcpStream = unsafe { &*rd.0.get() };
+    let mut ready = pin!(stream.readable(false));
+    let mut stop = pin!(conn.read_stop.wait());
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = ready.as_mut().poll(cx) {
+            return Poll::Ready(Some(r));
+        }
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}
 
-/// Moves what tungstenite wrote (pongs, close replies) into the send queue.
+/// One non-blocking `recv` into `buf`.
+fn recv_now(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call,
+    // which does not block (MSG_DONTWAIT) and keeps no pointer to it.
+    #[allow(unsafe_code)]
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Moves what the reader wrote (pongs, close replies) into the send queue.
 fn flush_tx(conn: &Conn, frames: &mut FrameReader) {
     if let Some(out) = frames.take_output() {
         conn.push(out);
@@ -423,7 +399,10 @@ fn on_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &str, limit: &mut ClientState
             conn.push(ServerEvent::Pong {}.encode());
         }
         Ok(ClientFrame::SendMessage(m)) => on_send(core, conn, m),
-        Ok(ClientFrame::MarkRead(m)) => on_mark_read(core, conn, &limit.reads, m),
+        Ok(ClientFrame::MarkRead(m)) => {
+            let reads = limit.reads.get_or_insert_with(Rc::default);
+            on_mark_read(core, conn, reads, m)
+        }
         Err(e) => send_error(
             core,
             conn,
@@ -459,7 +438,7 @@ fn on_send(core: &Rc<Core>, conn: &Rc<Conn>, m: SendMessage) {
         content: m.content,
         temp_message_id,
         timestamp_ms: now,
-        username: conn.user.username.clone(),
+        username: conn.username.to_string(),
     };
     match core.upstream_tx.try_send(up) {
         Ok(()) => {}
