@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_world_member_count.sql")),
     (3, include_str!("../migrations/0003_username_skeleton.sql")),
     (4, include_str!("../migrations/0004_revoked_tokens.sql")),
+    (5, include_str!("../migrations/0005_append_trigger.sql")),
 ];
 
 pub struct SqliteStore {
@@ -741,64 +742,55 @@ impl Store for SqliteStore {
         let mut names: HashMap<i64, String> = HashMap::new();
         let mut tx = self.writer.begin().await?;
         for m in messages {
-            if !m.temp_message_id.is_empty() {
-                let existing = sqlx::query(&format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.sender_id \
-                     WHERE m.sender_id = ? AND m.temp_id = ?"
-                ))
-                .bind(m.sender_id)
-                .bind(&m.temp_message_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(row) = existing {
-                    outcomes.push(pb::AppendOutcome {
-                        message: Some(message_from_row(&row)),
-                        duplicate: true,
-                        ..Default::default()
-                    });
-                    continue;
-                }
-            }
+            // one statement per message: the INSERT takes the conversation's next seq, the
+            // trigger of migration 5 moves the conversation and the sender's read pointer;
+            // no row comes back for a resend (the same sender and tempMessageId) or for a
+            // conversation that does not exist, told apart below (rare paths)
             let message_id = self.ids.next_id();
             let send_time = now_ms();
-            let seq: Option<i64> = sqlx::query_scalar(
-                "UPDATE conversations SET last_seq = last_seq + 1, last_message_id = ?, last_message_time = ? \
-                 WHERE id = ? RETURNING last_seq",
-            )
-            .bind(message_id)
-            .bind(send_time)
-            .bind(&m.conversation_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(seq) = seq else {
-                outcomes.push(pb::AppendOutcome {
-                    error_code: ErrorCode::ConversationNotFound.as_str().into(),
-                    error_message: format!("conversation {} not found", m.conversation_id),
-                    ..Default::default()
-                });
-                continue;
-            };
             let temp = (!m.temp_message_id.is_empty()).then_some(m.temp_message_id.as_str());
-            sqlx::query(
+            let seq: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO messages (message_id, conversation_id, seq, sender_id, type, content, send_time, temp_id) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 SELECT ?, id, last_seq + 1, ?, ?, ?, ?, ? FROM conversations WHERE id = ? \
+                 ON CONFLICT (sender_id, temp_id) DO NOTHING RETURNING seq",
             )
             .bind(message_id)
-            .bind(&m.conversation_id)
-            .bind(seq)
             .bind(m.sender_id)
             .bind(m.r#type)
             .bind(&m.content)
             .bind(send_time)
             .bind(temp)
-            .execute(&mut *tx)
+            .bind(&m.conversation_id)
+            .fetch_optional(&mut *tx)
             .await?;
-            sqlx::query("UPDATE conversation_members SET read_seq = ? WHERE conversation_id = ? AND user_id = ?")
-                .bind(seq)
-                .bind(&m.conversation_id)
-                .bind(m.sender_id)
-                .execute(&mut *tx)
-                .await?;
+            let Some(seq) = seq else {
+                let existing = match temp {
+                    Some(temp) => {
+                        sqlx::query(&format!(
+                            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.sender_id \
+                             WHERE m.sender_id = ? AND m.temp_id = ?"
+                        ))
+                        .bind(m.sender_id)
+                        .bind(temp)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    }
+                    None => None,
+                };
+                outcomes.push(match existing {
+                    Some(row) => pb::AppendOutcome {
+                        message: Some(message_from_row(&row)),
+                        duplicate: true,
+                        ..Default::default()
+                    },
+                    None => pb::AppendOutcome {
+                        error_code: ErrorCode::ConversationNotFound.as_str().into(),
+                        error_message: format!("conversation {} not found", m.conversation_id),
+                        ..Default::default()
+                    },
+                });
+                continue;
+            };
             let sender_name = if !m.sender_name.is_empty() {
                 m.sender_name.clone()
             } else if let Some(n) = names.get(&m.sender_id) {
