@@ -14,8 +14,10 @@
 # Environment: FUZZ_TARGETS="http_head config" runs only those; FUZZ_WORK=DIR keeps the
 # scratch corpora and logs there (default: a temporary folder, removed unless something
 # crashed); CARGO_TARGET_DIR=DIR builds in DIR/fuzz (default gateway/fuzz/target);
-# FUZZ_KEEP_GOING=1 goes on after a crash for the whole time (libFuzzer's fork mode, to
-# collect several different crashes in one run; executions are then the parent's count).
+# FUZZ_INSTALL_ONLY=1 only installs cargo-fuzz when it is missing (deploy/test.sh does that
+# early, in the background); FUZZ_KEEP_GOING=1 goes on after a crash for the whole time
+# (libFuzzer's fork mode, to collect several different crashes in one run; executions are
+# then the parent's count).
 #
 # cargo-fuzz needs unstable compiler flags (-Zsanitizer=address, sanitizer coverage):
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain take them, so no nightly is needed.
@@ -35,6 +37,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 cargo fuzz --version
+[[ ${FUZZ_INSTALL_ONLY:-} == 1 ]] && exit 0
 
 export RUSTC_BOOTSTRAP=1
 if [[ -n ${CARGO_TARGET_DIR:-} ]]; then

@@ -50,8 +50,7 @@ bg_wait() { # name: waits for a background install; its failure ends the run
 }
 # the broker (tansu) and cargo-fuzz one after the other: two more parallel builds on two
 # cores would only slow each other and the checks below
-in_bg cargo bash -c 'deploy/engines.sh install-kafka &&
-    { cargo fuzz --version 2>/dev/null || cargo install cargo-fuzz --locked; }'
+in_bg cargo bash -c 'deploy/engines.sh install-kafka && FUZZ_INSTALL_ONLY=1 deploy/fuzz.sh'
 in_bg api-tool env CHECK_API_INSTALL_ONLY=1 deploy/check-api.sh
 in_bg browser env CHECK_BROWSER_INSTALL_ONLY=1 deploy/check-browser.sh http://127.0.0.1:1
 

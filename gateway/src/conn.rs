@@ -200,10 +200,7 @@ impl Conn {
                 iov_len: 0,
             }; DIRECT_BATCH];
             for (slot, f) in iov.iter_mut().zip(q.iter()) {
-                *slot = libc::iovec {
-                    iov_base: f.as_ptr() as *mut libc::c_void,
-                    iov_len: f.len(),
-                };
+                *slot = iovec(f);
             }
             send_now(self.fd.get(), &iov[..n])
         };
@@ -434,6 +431,14 @@ pub async fn run_flusher() {
     }
 }
 
+/// A frame as an iovec (valid while the frame is alive and unchanged).
+fn iovec(f: &Bytes) -> libc::iovec {
+    libc::iovec {
+        iov_base: f.as_ptr() as *mut libc::c_void,
+        iov_len: f.len(),
+    }
+}
+
 /// A batch of frames as an iovec array for `writev`.
 struct FrameBatch {
     frames: Vec<Bytes>,
@@ -442,13 +447,7 @@ struct FrameBatch {
 
 impl FrameBatch {
     fn new(frames: Vec<Bytes>) -> Self {
-        let iovecs = frames
-            .iter()
-            .map(|f| libc::iovec {
-                iov_base: f.as_ptr() as *mut libc::c_void,
-                iov_len: f.len(),
-            })
-            .collect();
+        let iovecs = frames.iter().map(iovec).collect();
         FrameBatch { frames, iovecs }
     }
 

@@ -416,10 +416,7 @@ fn on_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &str, limit: &mut ClientState
 fn on_send(core: &Rc<Core>, conn: &Rc<Conn>, m: SendMessage) {
     let fail = |code, msg: &str| send_error(core, conn, code, msg, m.temp_message_id.as_deref());
     if core.draining.get() {
-        return fail(
-            ErrorCode::Internal,
-            "server is shutting down: resend after reconnecting",
-        );
+        return fail(ErrorCode::Internal, SHUTTING_DOWN);
     }
     // every send gets an idempotency key, so a bus redelivery can never store it twice
     let temp_message_id = m
@@ -440,24 +437,17 @@ fn on_send(core: &Rc<Core>, conn: &Rc<Conn>, m: SendMessage) {
         timestamp_ms: now,
         username: conn.username.to_string(),
     };
-    match core.upstream_tx.try_send(up) {
-        Ok(()) => {}
-        Err(tokio::sync::mpsc::error::TrySendError::Full(up)) => send_error(
-            core,
-            conn,
-            ErrorCode::RateLimited,
-            "server busy: resend shortly",
-            Some(&up.temp_message_id),
-        ),
-        Err(tokio::sync::mpsc::error::TrySendError::Closed(up)) => send_error(
-            core,
-            conn,
-            ErrorCode::Internal,
-            "server is shutting down: resend after reconnecting",
-            Some(&up.temp_message_id),
-        ),
-    }
+    use tokio::sync::mpsc::error::TrySendError;
+    let (code, message, up) = match core.upstream_tx.try_send(up) {
+        Ok(()) => return,
+        Err(TrySendError::Full(up)) => (ErrorCode::RateLimited, "server busy: resend shortly", up),
+        Err(TrySendError::Closed(up)) => (ErrorCode::Internal, SHUTTING_DOWN, up),
+    };
+    send_error(core, conn, code, message, Some(&up.temp_message_id));
 }
+
+/// The refusal of a send while the gateway shuts down.
+const SHUTTING_DOWN: &str = "server is shutting down: resend after reconnecting";
 
 fn next_auto_id(conn: &Conn) -> String {
     thread_local!(static NEXT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });

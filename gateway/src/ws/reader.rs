@@ -155,11 +155,8 @@ impl FrameReader {
                 return protocol(ProtocolError::NonZeroReservedBits);
             }
             self.buf.advance(h.size);
+            // an emptied buffer is let go in `need_more` (the caller reads until NeedMore)
             let mut payload = self.buf.split_to(len);
-            if self.buf.is_empty() {
-                // release the read's allocation as soon as the payloads are gone
-                self.buf = BytesMut::new();
-            }
             unmask(&mut payload, mask);
             if let Some(next) = self.on_frame(h.fin, h.opcode, payload) {
                 return next;
@@ -167,6 +164,8 @@ impl FrameReader {
         }
     }
 
+    /// Everything buffered is parsed: an emptied buffer lets go of the read's allocation
+    /// (shared with the payloads handed on, freed when they are).
     fn need_more(&mut self) -> Next {
         if self.buf.is_empty() && self.buf.capacity() > 0 {
             self.buf = BytesMut::new();

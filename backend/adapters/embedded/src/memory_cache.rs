@@ -38,9 +38,15 @@ struct Live {
 }
 
 impl State {
+    /// A gateway's number, if it has one.
+    fn gateway_index(&self, id: &str) -> Option<u32> {
+        self.gateways.iter().position(|g| g == id).map(|i| i as u32)
+    }
+
+    /// A gateway's number, given one if it has none yet.
     fn gateway(&mut self, id: &str) -> u32 {
-        match self.gateways.iter().position(|g| g == id) {
-            Some(i) => i as u32,
+        match self.gateway_index(id) {
+            Some(i) => i,
             None => {
                 self.gateways.push(id.to_string());
                 (self.gateways.len() - 1) as u32
@@ -152,9 +158,9 @@ impl Cache for MemoryCache {
     async fn presence_remove(&self, user_id: i64, endpoint: &Endpoint) -> Result<usize> {
         let now = Instant::now();
         let mut st = self.inner.lock().expect("cache lock");
-        if let Some(gateway) = st.gateways.iter().position(|g| *g == endpoint.gateway_id) {
+        if let Some(gateway) = st.gateway_index(&endpoint.gateway_id) {
             if let Some(eps) = st.presence.get_mut(&user_id) {
-                eps.retain(|l| !(l.gateway == gateway as u32 && l.conn_id == endpoint.conn_id));
+                eps.retain(|l| !(l.gateway == gateway && l.conn_id == endpoint.conn_id));
             }
         }
         Ok(st.live_count(user_id, now))
