@@ -43,7 +43,7 @@ USAGE:
     loadgen run --scenario FILE --target HOST:PORT [options]
     loadgen peak --scenario FILE --target HOST:PORT [options] [peak options]
     loadgen calibrate [--scenario FILE] [--server-cpu N] [--flush-us N] [peak options] [--out DIR]
-    loadgen serve [--listen HOST:PORT] [--flush-us N] [--drop-every N]
+    loadgen serve [--listen HOST:PORT] [--flush-us N] [--drop-every N] [--refuse-every N]
     loadgen bench-recv [--conns N] [--frames-per-write N] [--secs S] [--payload N]
                        [--feeder-cpu N] [--recv-cpu N] [--spin-us US] [--out DIR --stem NAME]
     loadgen compare --out DIR --stem NAME SUMMARY.json...
@@ -124,6 +124,7 @@ fn parse_args() -> Args {
         "--feeder-cpu",
         "--recv-cpu",
         "--drop-every",
+        "--refuse-every",
         "--spin-us",
     ];
     while let Some(a) = it.next() {
@@ -331,7 +332,7 @@ fn execute(plan: &plan::Plan, meta: &Meta) -> anyhow::Result<serde_json::Value> 
                 .map(|(c, r)| (c, r, clock::now_ns()));
         }
     };
-    let result = if plan.scenario.processes <= 1 {
+    let mut result = if plan.scenario.processes <= 1 {
         let shared = run::Shared::new();
         let s2 = shared.clone();
         let mine: Vec<usize> = (0..plan.conns.len()).collect();
@@ -348,6 +349,7 @@ fn execute(plan: &plan::Plan, meta: &Meta) -> anyhow::Result<serde_json::Value> 
     } else {
         run_processes(&plan, snap)?
     };
+    result.settle();
     let wall = (clock::now_ns() - wall_start) as f64 / 1e9;
     let (cpu1, kids1) = clock::cpu_seconds();
     let before = *server_before.lock().expect("lock");
@@ -534,7 +536,14 @@ fn cmd_calibrate(args: &Args) -> anyhow::Result<()> {
 fn cmd_serve(args: &Args) -> anyhow::Result<()> {
     let listen = resolve(args.get("--listen").unwrap_or("127.0.0.1:18095"))?;
     let flush = std::time::Duration::from_micros(args.num("--flush-us", 2000)?);
-    serve::serve(listen, flush, args.num("--drop-every", 0)?)
+    serve::serve(
+        listen,
+        flush,
+        serve::Faults {
+            drop_every: args.num("--drop-every", 0)?,
+            refuse_every: args.num("--refuse-every", 0)?,
+        },
+    )
 }
 
 fn cmd_bench(args: &Args) -> anyhow::Result<()> {

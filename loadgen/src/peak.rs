@@ -69,6 +69,9 @@ pub fn failures(v: &Value, bound_ms: f64) -> Vec<String> {
     if v["connections"]["failed"].as_u64().unwrap_or(0) > 0 {
         why.push(format!("{} connections failed", v["connections"]["failed"]));
     }
+    if n("refused") > 0 {
+        why.push(format!("{} sends refused by the server", n("refused")));
+    }
     if n("lost") > 0 {
         why.push(format!("{} lost (gaps)", n("lost")));
     }
@@ -103,6 +106,7 @@ fn step_line(offered: f64, v: &Value, why: &[String]) -> Value {
         "deliveries_per_sec": v["deliveries_per_sec"],
         "delivered_share": v["delivered_share"],
         "lost": v["lost"],
+        "refused": v["refused"],
         "late": v["late"],
         "duplicates": v["duplicates"],
         "latency_ms": v["delivery_latency_ms"],

@@ -51,6 +51,10 @@ pub struct Tally {
     pub received: u64,
     pub duplicates: u64,
     pub foreign_frames: u64,
+    /// Sends the server refused: an `error` frame naming a loadgen `tempMessageId`, as
+    /// (the sending connection, its message number). Never stored, so never delivered:
+    /// not a loss.
+    pub refused: Vec<(usize, u64)>,
     /// Per frame: ns from the wake-up that reported its socket readable to its processing
     /// (the walk over the other ready sockets first).
     pub own_lag: Histogram<u64>,
@@ -70,6 +74,7 @@ impl Tally {
             received: 0,
             duplicates: 0,
             foreign_frames: 0,
+            refused: Vec::new(),
             own_lag: hist(),
             unread: Histogram::new_with_bounds(1, 1 << 32, 2).expect("valid bounds"),
             reads: 0,
@@ -112,6 +117,22 @@ pub struct Receiver {
     /// How long the loop polls without sleeping after a wake-up with work (ns).
     pub spin_ns: u64,
     marker: Finder<'static>,
+    refusal: Refusal,
+}
+
+/// Finds a refused send in an `error` frame (see [`find_refusal`]).
+struct Refusal {
+    error: Finder<'static>,
+    temp: Finder<'static>,
+}
+
+impl Refusal {
+    fn new() -> Refusal {
+        Refusal {
+            error: Finder::new(br#""type":"error""#),
+            temp: Finder::new(br#""tempMessageId":"lg-"#),
+        }
+    }
 }
 
 /// A parsed `LG|room|gid|sender|intended|` marker.
@@ -134,6 +155,7 @@ impl Receiver {
             start_ns: 0,
             spin_ns: 50_000,
             marker: Finder::new(b"\"LG|"),
+            refusal: Refusal::new(),
         }
     }
 
@@ -242,6 +264,7 @@ impl Receiver {
             buf,
             tally,
             marker,
+            refusal,
             ..
         } = self;
         let conn = &mut conns[i];
@@ -278,7 +301,10 @@ impl Receiver {
             match b0 & 0x0f {
                 0x1 if b1 & 0x80 == 0 => {
                     let Some(m) = find_marker(marker, payload) else {
-                        tally.foreign_frames += 1;
+                        match find_refusal(refusal, payload) {
+                            Some(r) => tally.refused.push(r),
+                            None => tally.foreign_frames += 1,
+                        }
                         continue;
                     };
                     if m.sender == conn.global {
@@ -339,6 +365,24 @@ fn find_marker(finder: &Finder<'_>, payload: &[u8]) -> Option<Marker> {
     })
 }
 
+/// The sending connection and message number of a send an `error` frame refuses: its
+/// `tempMessageId` is `lg-{run}-{conn}-{k}` (run.rs). Acks name it too but are not errors.
+fn find_refusal(r: &Refusal, payload: &[u8]) -> Option<(usize, u64)> {
+    r.error.find(payload)?;
+    let mut p = r.temp.find(payload)? + r.temp.needle().len();
+    // the run id (hex), then the connection and the message number
+    p += payload.get(p..)?.iter().position(|b| *b == b'-')? + 1;
+    let conn = digits_until(payload, &mut p, b'-')?;
+    let k = digits_until(payload, &mut p, b'"')?;
+    Some((conn as usize, k))
+}
+
+/// Parses a refusal: the payload of a frame.
+#[cfg(test)]
+pub fn parse_refusal(payload: &[u8]) -> Option<(usize, u64)> {
+    find_refusal(&Refusal::new(), payload)
+}
+
 /// Parses a marker: the payload of a frame.
 #[cfg(test)]
 pub fn parse_marker(payload: &[u8]) -> Option<Marker> {
@@ -349,6 +393,12 @@ pub fn parse_marker(payload: &[u8]) -> Option<Marker> {
 /// arithmetic cannot overflow (this runs four times per frame).
 #[inline(always)]
 fn number(b: &[u8], at: &mut usize) -> Option<u64> {
+    digits_until(b, at, b'|')
+}
+
+/// Decimal digits up to the next `end` byte (which is skipped); at most 19 digits.
+#[inline(always)]
+fn digits_until(b: &[u8], at: &mut usize, end_byte: u8) -> Option<u64> {
     let start = *at;
     let end = b.len().min(start + 20);
     let mut v: u64 = 0;
@@ -356,7 +406,7 @@ fn number(b: &[u8], at: &mut usize) -> Option<u64> {
     while i < end {
         let d = b[i].wrapping_sub(b'0');
         if d > 9 {
-            if b[i] == b'|' && i > start {
+            if b[i] == end_byte && i > start {
                 *at = i + 1;
                 return Some(v);
             }
@@ -419,5 +469,17 @@ mod tests {
         );
         assert_eq!(parse_marker(b"{\"type\":\"connected\"}"), None);
         assert_eq!(parse_marker(b"\"LG|1|2|x|"), None);
+    }
+
+    #[test]
+    fn a_refusal_is_an_error_frame_naming_a_loadgen_send() {
+        let error = br#"{"type":"error","data":{"code":"RATE_LIMITED","message":"server busy","tempMessageId":"lg-a3f-17-42"}}"#;
+        assert_eq!(parse_refusal(error), Some((17, 42)));
+        let ack = br#"{"type":"message-ack","data":{"tempMessageId":"lg-a3f-17-42","seqId":3}}"#;
+        assert_eq!(parse_refusal(ack), None, "an ack is not a refusal");
+        let other = br#"{"type":"error","data":{"code":"INVALID_MESSAGE","message":"bad json"}}"#;
+        assert_eq!(parse_refusal(other), None, "an error naming no send");
+        let cut = br#"{"type":"error","data":{"tempMessageId":"lg-a3f-17-"}}"#;
+        assert_eq!(parse_refusal(cut), None);
     }
 }

@@ -123,8 +123,8 @@ pub fn summarize(
     let sent: u64 = r.sent_per_sender.iter().sum();
     let mut expected: u64 = 0;
     for (i, sp) in plan.senders.iter().enumerate() {
-        let n = r.sent_per_sender.get(i).copied().unwrap_or(0);
-        expected += n * (members[sp.room] as u64).saturating_sub(1);
+        // a refused send is stored nowhere, so it is expected nowhere
+        expected += r.accepted_by(i) * (members[sp.room] as u64).saturating_sub(1);
     }
     let delivered = r.delivered;
     let lost = r.lost;
@@ -240,6 +240,8 @@ pub fn summarize(
         "delivered": delivered,
         "delivered_share": if expected > 0 { delivered as f64 / expected as f64 } else { 1.0 },
         "lost": lost,
+        "refused": r.refused_sends(),
+        "refused_gaps": r.refused_gaps,
         "late": late,
         "unaccounted": expected as i64 - (delivered + lost + late) as i64,
         "duplicates": r.duplicates,
@@ -301,8 +303,9 @@ pub fn print_table(v: &Value) {
         v["connections"]["handshake_ms"]["p99"]
     );
     println!(
-        "messages         {} sent; deliveries {} of {} expected ({:.2}%), lost {} (gaps), late {} (in flight at the end), duplicates {}",
+        "messages         {} sent, {} refused by the server (error frames); deliveries {} of {} expected ({:.2}%), lost {} (gaps), late {} (in flight at the end), duplicates {}",
         v["sent"],
+        v["refused"],
         v["delivered"],
         v["expected_deliveries"],
         v["delivered_share"].as_f64().unwrap_or(0.0) * 100.0,

@@ -416,15 +416,27 @@ pub fn receive_until(
 }
 
 /// For each receiver and each sender in its room: how many of the sender's messages
-/// arrived, and the latest one. Missing before the latest: lost (a gap). After it: late,
-/// decided later against the sender's count.
+/// arrived, and the latest one. Missing before the latest: a gap, lost unless the server
+/// refused that send ([`PartResult::settle`] decides, once every process's refusals are
+/// in). After it: late, decided later against the sender's count.
 fn account(plan: &Plan, rx: &Receiver, out: &mut PartResult) {
     let mut by_room: Vec<Vec<usize>> = vec![Vec::new(); plan.rooms.len()];
+    let mut by_conn: Vec<Option<usize>> = vec![None; plan.conns.len()];
     for (i, sp) in plan.senders.iter().enumerate() {
         by_room[sp.room].push(i);
+        if let Some(c) = by_conn.get_mut(sp.conn) {
+            *c = Some(i);
+        }
     }
     out.reach = vec![Vec::new(); plan.senders.len()];
-    out.lost_per_sender = vec![0; plan.senders.len()];
+    out.gaps = vec![Vec::new(); plan.senders.len()];
+    out.refused = vec![Vec::new(); plan.senders.len()];
+    for &(conn, k) in &rx.tally.refused {
+        match by_conn.get(conn).copied().flatten() {
+            Some(si) => out.refused[si].push(k),
+            None => out.foreign_frames += 1,
+        }
+    }
     for c in &rx.conns {
         let bits = &c.seen;
         let limit = bits.len() as u64 * 64;
@@ -447,8 +459,18 @@ fn account(plan: &Plan, rx: &Receiver, out: &mut PartResult) {
                 k += 1;
             }
             out.delivered += count;
-            out.lost += latest - count;
-            out.lost_per_sender[si] += latest - count;
+            if count < latest {
+                let gaps = &mut out.gaps[si];
+                if gaps.len() < latest as usize {
+                    gaps.resize(latest as usize, 0);
+                }
+                for k in 0..latest {
+                    let gid = k * sp.stride + sp.slot;
+                    if bits[(gid / 64) as usize] & (1 << (gid % 64)) == 0 {
+                        gaps[k as usize] += 1;
+                    }
+                }
+            }
             let reach = &mut out.reach[si];
             if reach.len() <= latest as usize {
                 reach.resize(latest as usize + 1, 0);

@@ -6,7 +6,9 @@
 //! (every `--flush-us`, default 2 ms), so a flush carries every message of that interval.
 //! Unlike the peers it also sends a message back to its sender (loadgen skips its own), and
 //! sends no acks. `--drop-every N` drops every Nth message (a test aid: loss must be
-//! counted as loss).
+//! counted as loss); `--refuse-every N` answers every Nth send with an `error` frame naming
+//! its `tempMessageId`, as ringchat refuses a send when it is overloaded (a refusal must
+//! not be counted as loss).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -43,12 +45,20 @@ struct Server {
     /// Frames per room since the last flush.
     pending: HashMap<String, Vec<u8>>,
     seq: u64,
-    /// Drop every Nth message (0: none).
-    drop_every: u64,
+    faults: Faults,
+}
+
+/// Test aids: messages the server loses or refuses on purpose.
+#[derive(Clone, Copy, Default)]
+pub struct Faults {
+    /// Drop every Nth message silently (0: none).
+    pub drop_every: u64,
+    /// Refuse every Nth send with an `error` frame to its sender (0: none).
+    pub refuse_every: u64,
 }
 
 /// Runs the server until killed; prints `listening ADDR` on stdout once bound.
-pub fn serve(listen: SocketAddr, flush: Duration, drop_every: u64) -> anyhow::Result<()> {
+pub fn serve(listen: SocketAddr, flush: Duration, faults: Faults) -> anyhow::Result<()> {
     let mut listener = TcpListener::bind(listen)?;
     println!("listening {}", listener.local_addr()?);
     io::stdout().flush()?;
@@ -62,7 +72,7 @@ pub fn serve(listen: SocketAddr, flush: Duration, drop_every: u64) -> anyhow::Re
         rooms: HashMap::new(),
         pending: HashMap::new(),
         seq: 0,
-        drop_every,
+        faults,
     };
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 256 * 1024];
@@ -282,7 +292,24 @@ impl Server {
             }
             Some("send-message") => {
                 self.seq += 1;
-                if self.drop_every > 0 && self.seq.is_multiple_of(self.drop_every) {
+                let every = |n: u64| n > 0 && self.seq.is_multiple_of(n);
+                if every(self.faults.drop_every) {
+                    return;
+                }
+                if every(self.faults.refuse_every) {
+                    let error = serde_json::json!({
+                        "type": "error",
+                        "data": {
+                            "code": "RATE_LIMITED",
+                            "message": "server busy: resend shortly",
+                            "tempMessageId": d["tempMessageId"],
+                        },
+                    });
+                    let mut frame = Vec::new();
+                    server_text(&mut frame, error.to_string().as_bytes());
+                    if !self.send(i, &frame) {
+                        self.close(i);
+                    }
                     return;
                 }
                 let sender = self.clients[i]

@@ -73,9 +73,21 @@ pub struct PartResult {
     pub sent_per_sender: Vec<u64>,
     /// Distinct deliveries (duplicates excluded).
     pub delivered: u64,
-    /// Gaps: a message missing at a receiver that got a later one from the same sender.
+    /// Gaps: a message missing at a receiver that got a later one from the same sender,
+    /// and the server did not refuse it. Set by [`PartResult::settle`].
     pub lost: u64,
     pub lost_per_sender: Vec<u64>,
+    /// Per sender, by message number: receivers missing it while holding a later one
+    /// (empty for a sender without gaps).
+    #[serde(default)]
+    pub gaps: Vec<Vec<u32>>,
+    /// Per sender: the message numbers the server refused with an `error` frame (never
+    /// stored, so expected nowhere).
+    #[serde(default)]
+    pub refused: Vec<Vec<u64>>,
+    /// Gaps that are refused sends (not losses). Set by [`PartResult::settle`].
+    #[serde(default)]
+    pub refused_gaps: u64,
     /// `reach[s][j]`: receivers whose latest message from sender s was its number j - 1
     /// (j = 0: none arrived). With the sender's count, what is still in flight ("late").
     pub reach: Vec<Vec<u64>>,
@@ -124,6 +136,9 @@ impl Default for PartResult {
             delivered: 0,
             lost: 0,
             lost_per_sender: Vec::new(),
+            gaps: Vec::new(),
+            refused: Vec::new(),
+            refused_gaps: 0,
             reach: Vec::new(),
             own_lag: hist(),
             unread: hist(),
@@ -190,8 +205,23 @@ impl PartResult {
         self.foreign_frames += o.foreign_frames;
         add_vec(&mut self.sent_per_sender, &o.sent_per_sender);
         self.delivered += o.delivered;
-        self.lost += o.lost;
-        add_vec(&mut self.lost_per_sender, &o.lost_per_sender);
+        if self.gaps.len() < o.gaps.len() {
+            self.gaps.resize(o.gaps.len(), Vec::new());
+        }
+        for (into, from) in self.gaps.iter_mut().zip(&o.gaps) {
+            if into.len() < from.len() {
+                into.resize(from.len(), 0);
+            }
+            for (a, b) in into.iter_mut().zip(from) {
+                *a += b;
+            }
+        }
+        if self.refused.len() < o.refused.len() {
+            self.refused.resize(o.refused.len(), Vec::new());
+        }
+        for (into, from) in self.refused.iter_mut().zip(o.refused) {
+            into.extend(from);
+        }
         if self.reach.len() < o.reach.len() {
             self.reach.resize(o.reach.len(), Vec::new());
         }
@@ -215,14 +245,56 @@ impl PartResult {
         self.threads += o.threads;
     }
 
+    /// Once every part is merged: splits the gaps into losses and refused sends (a refusal
+    /// is seen by the sender's connection, which another process may hold).
+    pub fn settle(&mut self) {
+        for r in &mut self.refused {
+            r.sort_unstable();
+            r.dedup();
+        }
+        self.lost_per_sender = vec![0; self.gaps.len()];
+        (self.lost, self.refused_gaps) = (0, 0);
+        for (s, gaps) in self.gaps.iter().enumerate() {
+            let refused = self.refused.get(s).map(Vec::as_slice).unwrap_or(&[]);
+            for (k, n) in gaps.iter().enumerate() {
+                let n = u64::from(*n);
+                if refused.binary_search(&(k as u64)).is_ok() {
+                    self.refused_gaps += n;
+                } else {
+                    self.lost += n;
+                    self.lost_per_sender[s] += n;
+                }
+            }
+        }
+    }
+
+    /// Sends the server refused, over all senders (after [`PartResult::settle`]).
+    pub fn refused_sends(&self) -> u64 {
+        self.refused.iter().map(|r| r.len() as u64).sum()
+    }
+
+    /// Messages a sender wrote that the server did not refuse (after `settle`).
+    pub fn accepted_by(&self, sender: usize) -> u64 {
+        let sent = self.sent_per_sender.get(sender).copied().unwrap_or(0);
+        let refused = self.refused.get(sender).map_or(0, |r| r.len() as u64);
+        sent.saturating_sub(refused)
+    }
+
     /// Messages still in flight at the end of the drain: for each sender and receiver,
-    /// those after the latest one that arrived.
+    /// those after the latest one that arrived, refused sends excepted (after `settle`).
     pub fn late(&self) -> u64 {
         let mut late = 0;
         for (s, reach) in self.reach.iter().enumerate() {
             let sent = self.sent_per_sender.get(s).copied().unwrap_or(0);
+            let refused = self.refused.get(s).map(Vec::as_slice).unwrap_or(&[]);
             for (j, receivers) in reach.iter().enumerate() {
-                late += receivers * sent.saturating_sub(j as u64);
+                if *receivers == 0 {
+                    continue;
+                }
+                // refused sends numbered j or later (the list is sorted)
+                let refused_after =
+                    (refused.len() - refused.partition_point(|k| *k < j as u64)) as u64;
+                late += receivers * sent.saturating_sub(j as u64).saturating_sub(refused_after);
             }
         }
         late

@@ -1,6 +1,6 @@
 //! loadgen against its own broadcast server (`loadgen serve`): the accounting is honest
 //! (a dropped message is loss when later ones from its sender arrived, late when none did,
-//! and delivered + lost + late = expected), and `peak`, `calibrate` and `bench-recv` run and
+//! a refused send is neither, and delivered + lost + late = expected), and `peak`, `calibrate` and `bench-recv` run and
 //! write their reports. Nothing about speed is asserted.
 
 use std::io::{BufRead, BufReader};
@@ -112,6 +112,27 @@ fn everything_sent_is_delivered_lost_or_late_and_each_is_told_apart() {
         "{r}"
     );
     assert_eq!(n(&r, "duplicates"), 0);
+
+    // a server that refuses sends (an error frame naming the send, as ringchat does when
+    // overloaded): refused, never lost, and not expected anywhere
+    let refusing = serve(&["--refuse-every", "5"]);
+    let r = run(&refusing.1, &dir, "refusing", &sets);
+    assert!(n(&r, "refused") > 0, "{r}");
+    assert!(
+        n(&r, "refused_gaps") > 0,
+        "refused sends followed by others leave gaps: {r}"
+    );
+    assert_eq!(
+        (n(&r, "lost"), n(&r, "late"), n(&r, "duplicates")),
+        (0, 0, 0),
+        "a refusal is not a loss: {r}"
+    );
+    assert_eq!(n(&r, "delivered"), n(&r, "expected_deliveries"), "{r}");
+    assert_eq!(
+        n(&r, "expected_deliveries") + n(&r, "refused") * 9,
+        n(&r, "sent") * 9,
+        "ten in the room: each accepted send is expected at nine receivers: {r}"
+    );
 
     // a server that holds every frame longer than the drain: late, never lost
     let slow = serve(&["--flush-us", "1500000"]);

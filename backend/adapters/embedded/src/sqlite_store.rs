@@ -91,6 +91,94 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Appends one message on `conn` (a transaction's or, alone, in autocommit): one
+    /// statement. The INSERT takes the conversation's next seq, the trigger of migration 5
+    /// moves the conversation and the sender's read pointer; no row comes back for a resend
+    /// (the same sender and tempMessageId) or for a conversation that does not exist, told
+    /// apart below (rare paths).
+    async fn append_on(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        m: pb::MessageDraft,
+        names: &mut HashMap<i64, String>,
+    ) -> Result<pb::AppendOutcome> {
+        let message_id = self.ids.next_id();
+        let send_time = now_ms();
+        let temp = (!m.temp_message_id.is_empty()).then_some(m.temp_message_id.as_str());
+        // fetch_all steps the statement to its end: in autocommit the commit (and its
+        // fsync) happens there and its failure is an error, not a silently reset statement
+        let seq: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (message_id, conversation_id, seq, sender_id, type, content, send_time, temp_id) \
+             SELECT ?, id, last_seq + 1, ?, ?, ?, ?, ? FROM conversations WHERE id = ? \
+             ON CONFLICT (sender_id, temp_id) DO NOTHING RETURNING seq",
+        )
+        .bind(message_id)
+        .bind(m.sender_id)
+        .bind(m.r#type)
+        .bind(&m.content)
+        .bind(send_time)
+        .bind(temp)
+        .bind(&m.conversation_id)
+        .fetch_all(&mut *conn)
+        .await?
+        .pop();
+        let Some(seq) = seq else {
+            let existing = match temp {
+                Some(temp) => {
+                    sqlx::query(&format!(
+                        "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.sender_id \
+                         WHERE m.sender_id = ? AND m.temp_id = ?"
+                    ))
+                    .bind(m.sender_id)
+                    .bind(temp)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                }
+                None => None,
+            };
+            return Ok(match existing {
+                Some(row) => pb::AppendOutcome {
+                    message: Some(message_from_row(&row)),
+                    duplicate: true,
+                    ..Default::default()
+                },
+                None => pb::AppendOutcome {
+                    error_code: ErrorCode::ConversationNotFound.as_str().into(),
+                    error_message: format!("conversation {} not found", m.conversation_id),
+                    ..Default::default()
+                },
+            });
+        };
+        let sender_name = if !m.sender_name.is_empty() {
+            m.sender_name
+        } else if let Some(n) = names.get(&m.sender_id) {
+            n.clone()
+        } else {
+            let n: String = sqlx::query_scalar("SELECT username FROM users WHERE id = ?")
+                .bind(m.sender_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .unwrap_or_default();
+            names.insert(m.sender_id, n.clone());
+            n
+        };
+        Ok(pb::AppendOutcome {
+            message: Some(pb::ChatMessage {
+                message_id,
+                conversation_id: m.conversation_id,
+                sender_id: m.sender_id,
+                sender_name,
+                content: m.content,
+                r#type: m.r#type,
+                send_time_ms: send_time,
+                seq_id: seq,
+                temp_message_id: m.temp_message_id,
+            }),
+            duplicate: false,
+            ..Default::default()
+        })
+    }
+
     /// `PRAGMA quick_check` at start: a damaged file is refused with its report instead
     /// of serving some requests and failing others.
     async fn check_integrity(&self) -> Result<()> {
@@ -738,87 +826,23 @@ impl Store for SqliteStore {
     }
 
     async fn append(&self, messages: Vec<pb::MessageDraft>) -> Result<Vec<pb::AppendOutcome>> {
-        let mut outcomes = Vec::with_capacity(messages.len());
         let mut names: HashMap<i64, String> = HashMap::new();
+        if messages.len() == 1 {
+            // one message: its INSERT is a transaction of its own (autocommit, stepped to
+            // the end so a failed commit is reported), one round trip to sqlx's worker
+            // thread instead of three (BEGIN, INSERT, COMMIT)
+            let mut conn = self.writer.acquire().await?;
+            let mut outcomes = Vec::with_capacity(1);
+            for m in messages {
+                outcomes.push(self.append_on(&mut conn, m, &mut names).await?);
+            }
+            return Ok(outcomes);
+        }
+        // a batch: one transaction, one fsync for all (group commit)
+        let mut outcomes = Vec::with_capacity(messages.len());
         let mut tx = self.writer.begin().await?;
         for m in messages {
-            // one statement per message: the INSERT takes the conversation's next seq, the
-            // trigger of migration 5 moves the conversation and the sender's read pointer;
-            // no row comes back for a resend (the same sender and tempMessageId) or for a
-            // conversation that does not exist, told apart below (rare paths)
-            let message_id = self.ids.next_id();
-            let send_time = now_ms();
-            let temp = (!m.temp_message_id.is_empty()).then_some(m.temp_message_id.as_str());
-            let seq: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO messages (message_id, conversation_id, seq, sender_id, type, content, send_time, temp_id) \
-                 SELECT ?, id, last_seq + 1, ?, ?, ?, ?, ? FROM conversations WHERE id = ? \
-                 ON CONFLICT (sender_id, temp_id) DO NOTHING RETURNING seq",
-            )
-            .bind(message_id)
-            .bind(m.sender_id)
-            .bind(m.r#type)
-            .bind(&m.content)
-            .bind(send_time)
-            .bind(temp)
-            .bind(&m.conversation_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(seq) = seq else {
-                let existing = match temp {
-                    Some(temp) => {
-                        sqlx::query(&format!(
-                            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.sender_id \
-                             WHERE m.sender_id = ? AND m.temp_id = ?"
-                        ))
-                        .bind(m.sender_id)
-                        .bind(temp)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                    }
-                    None => None,
-                };
-                outcomes.push(match existing {
-                    Some(row) => pb::AppendOutcome {
-                        message: Some(message_from_row(&row)),
-                        duplicate: true,
-                        ..Default::default()
-                    },
-                    None => pb::AppendOutcome {
-                        error_code: ErrorCode::ConversationNotFound.as_str().into(),
-                        error_message: format!("conversation {} not found", m.conversation_id),
-                        ..Default::default()
-                    },
-                });
-                continue;
-            };
-            let sender_name = if !m.sender_name.is_empty() {
-                m.sender_name.clone()
-            } else if let Some(n) = names.get(&m.sender_id) {
-                n.clone()
-            } else {
-                let n: String = sqlx::query_scalar("SELECT username FROM users WHERE id = ?")
-                    .bind(m.sender_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .unwrap_or_default();
-                names.insert(m.sender_id, n.clone());
-                n
-            };
-            outcomes.push(pb::AppendOutcome {
-                message: Some(pb::ChatMessage {
-                    message_id,
-                    conversation_id: m.conversation_id,
-                    sender_id: m.sender_id,
-                    sender_name,
-                    content: m.content,
-                    r#type: m.r#type,
-                    send_time_ms: send_time,
-                    seq_id: seq,
-                    temp_message_id: m.temp_message_id,
-                }),
-                duplicate: false,
-                ..Default::default()
-            });
+            outcomes.push(self.append_on(&mut tx, m, &mut names).await?);
         }
         tx.commit().await?;
         Ok(outcomes)

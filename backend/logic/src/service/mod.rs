@@ -19,6 +19,7 @@ use crate::auth::{Passwords, TokenKeys};
 mod routing;
 mod rules;
 mod sessions;
+mod singles;
 
 pub struct LogicService {
     pub(crate) ports: Ports,
@@ -35,6 +36,8 @@ pub struct LogicService {
     /// Failed logins per (lowercased) username and per client address.
     login_names: KeyedLimiter<String>,
     login_addrs: KeyedLimiter<String>,
+    /// Single chats already read: a send to one is authorised without the store.
+    singles: singles::SingleChats,
 }
 
 pub(super) fn now_secs() -> i64 {
@@ -80,6 +83,7 @@ impl LogicService {
                 f64::from(config.logic.user_sends_per_sec),
                 f64::from(config.logic.user_sends_burst),
             )),
+            singles: singles::SingleChats::default(),
         })
     }
 

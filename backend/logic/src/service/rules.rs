@@ -41,6 +41,10 @@ pub(super) fn check_avatar(avatar: &str) -> Result<()> {
     Ok(())
 }
 
+fn not_a_member() -> Error {
+    Error::forbidden("you are not a member of this conversation")
+}
+
 pub(super) fn role_of(group: &pb::Group, user_id: i64) -> Option<pb::GroupRole> {
     group
         .members
@@ -89,9 +93,7 @@ impl LogicService {
         {
             Ok(())
         } else {
-            Err(Error::forbidden(
-                "you are not a member of this conversation",
-            ))
+            Err(not_a_member())
         }
     }
 
@@ -133,8 +135,16 @@ impl LogicService {
         if conversation_id.is_empty() {
             return Err(Error::invalid_message("conversationId is required"));
         }
+        if let Some(meta) = self.singles.get(conversation_id) {
+            return if sender_id == meta.user_a || sender_id == meta.user_b {
+                Ok(meta)
+            } else {
+                Err(not_a_member())
+            };
+        }
         let meta = self.ports.store.conversation(conversation_id).await?;
         self.ensure_member(&meta, sender_id).await?;
+        self.singles.remember(&meta);
         Ok(meta)
     }
 }
