@@ -115,7 +115,9 @@ fn everything_sent_is_delivered_lost_or_late_and_each_is_told_apart() {
 
     // a server that refuses sends (an error frame naming the send, as ringchat does when
     // overloaded): refused, never lost, and not expected anywhere
-    let refusing = serve(&["--refuse-every", "5"]);
+    // (every 7th: prime to the number of senders, so the refusals fall on every sender
+    // in turn instead of on all of one sender's messages)
+    let refusing = serve(&["--refuse-every", "7"]);
     let r = run(&refusing.1, &dir, "refusing", &sets);
     assert!(n(&r, "refused") > 0, "{r}");
     assert!(
