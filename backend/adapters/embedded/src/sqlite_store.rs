@@ -91,6 +91,22 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Appends each message on `conn`, in order; the caller decides whether `conn` is a
+    /// transaction (a batch) or an autocommit connection (one message).
+    async fn append_all(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        messages: Vec<pb::MessageDraft>,
+    ) -> Result<Vec<pb::AppendOutcome>> {
+        // a batch looks a sender's name up once
+        let mut names: HashMap<i64, String> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for m in messages {
+            outcomes.push(self.append_on(conn, m, &mut names).await?);
+        }
+        Ok(outcomes)
+    }
+
     /// Appends one message on `conn` (a transaction's or, alone, in autocommit): one
     /// statement. The INSERT takes the conversation's next seq, the trigger of migration 5
     /// moves the conversation and the sender's read pointer; no row comes back for a resend
@@ -826,24 +842,16 @@ impl Store for SqliteStore {
     }
 
     async fn append(&self, messages: Vec<pb::MessageDraft>) -> Result<Vec<pb::AppendOutcome>> {
-        let mut names: HashMap<i64, String> = HashMap::new();
         if messages.len() == 1 {
             // one message: its INSERT is a transaction of its own (autocommit, stepped to
             // the end so a failed commit is reported), one round trip to sqlx's worker
             // thread instead of three (BEGIN, INSERT, COMMIT)
             let mut conn = self.writer.acquire().await?;
-            let mut outcomes = Vec::with_capacity(1);
-            for m in messages {
-                outcomes.push(self.append_on(&mut conn, m, &mut names).await?);
-            }
-            return Ok(outcomes);
+            return self.append_all(&mut conn, messages).await;
         }
         // a batch: one transaction, one fsync for all (group commit)
-        let mut outcomes = Vec::with_capacity(messages.len());
         let mut tx = self.writer.begin().await?;
-        for m in messages {
-            outcomes.push(self.append_on(&mut tx, m, &mut names).await?);
-        }
+        let outcomes = self.append_all(&mut tx, messages).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
