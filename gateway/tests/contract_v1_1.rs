@@ -9,21 +9,6 @@ use std::time::Instant;
 use common::*;
 use serde_json::json;
 
-/// A correctly signed token that expired long ago.
-fn expired_token(sys: &System, user: &Client) -> String {
-    use base64::Engine;
-    use hmac::Mac;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let head = b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = json!({ "sub": user.id, "name": user.name, "guest": false, "jti": "old", "iat": 1, "exp": 2 });
-    let body = b64.encode(claims.to_string());
-    let mut mac =
-        hmac::Hmac::<sha2::Sha256>::new_from_slice(sys.config.auth.jwt_secret.expose().as_bytes())
-            .unwrap();
-    mac.update(format!("{head}.{body}").as_bytes());
-    format!("{head}.{body}.{}", b64.encode(mac.finalize().into_bytes()))
-}
-
 fn logout(sys: &System, token: Option<&str>) -> HttpResponse {
     Http {
         addr: sys.http,

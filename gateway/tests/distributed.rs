@@ -634,6 +634,31 @@ fn users_on_two_gateways_chat_alone_in_a_group_and_in_the_world() {
 }
 
 /// The 16 hex digits after `trace_id=` in a text log line.
+/// Issue 12's account features on the real engines, the checks the embedded profile runs
+/// (`accounts.rs`): the token a refresh revokes is refused on every gateway (the
+/// revocation is in Redis and MariaDB, not in one process).
+#[test]
+fn accounts_refresh_across_two_gateways() {
+    let cluster = Cluster::start(false);
+    let a = cluster.user("gw-1", "rf");
+    let b = cluster.user("gw-2", "rf_peer");
+    let fresh = common::check_token_refresh(&a, &b);
+    // the old token on the other gateway: refused; the new one: served
+    let other = cluster.gateways["gw-2"];
+    let old = Http {
+        addr: other,
+        token: Some(a.token.clone()),
+    };
+    common::assert_error_envelope(&old.get("/api/users/info"), 401, "AUTH_FAILED");
+    let new = Http {
+        addr: other,
+        token: Some(fresh.token.clone()),
+    };
+    let me = new.get("/api/users/info");
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.body["data"]["userId"], a.id.as_str());
+}
+
 fn trace_id_in(line: &str) -> String {
     let id: String = line
         .split("trace_id=")

@@ -12,6 +12,9 @@ pub trait LogicApi: Send + Sync + 'static {
     async fn login(&self, req: pb::LoginRequest) -> Result<pb::AuthResponse>;
     async fn guest(&self, req: pb::GuestRequest) -> Result<pb::AuthResponse>;
     async fn logout(&self, req: pb::TokenRequest) -> Result<()>;
+    /// A new token for the same account; the presented one is revoked. `AUTH_FAILED` for a
+    /// bad, expired or revoked token.
+    async fn refresh(&self, req: pb::TokenRequest) -> Result<pb::AuthResponse>;
     /// The session a token stands for (user, token id, expiry); `AUTH_FAILED` for a bad,
     /// expired or revoked token.
     async fn authenticate(&self, req: pb::TokenRequest) -> Result<pb::Session>;

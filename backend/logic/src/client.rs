@@ -59,6 +59,9 @@ impl LogicApi for GrpcLogic {
     async fn logout(&self, req: pb::TokenRequest) -> Result<()> {
         unwrap(self.c().logout(req).await).map(|_| ())
     }
+    async fn refresh(&self, req: pb::TokenRequest) -> Result<pb::AuthResponse> {
+        unwrap(self.c().refresh(req).await)
+    }
     async fn authenticate(&self, req: pb::TokenRequest) -> Result<pb::Session> {
         unwrap(self.c().authenticate(req).await)
     }

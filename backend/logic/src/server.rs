@@ -71,6 +71,9 @@ impl Logic for LogicGrpc {
     async fn logout(&self, r: Request<pb::TokenRequest>) -> R<pb::Empty> {
         empty(self.api.logout(r.into_inner()).await)
     }
+    async fn refresh(&self, r: Request<pb::TokenRequest>) -> R<pb::AuthResponse> {
+        ok(self.api.refresh(r.into_inner()).await)
+    }
     async fn authenticate(&self, r: Request<pb::TokenRequest>) -> R<pb::Session> {
         ok(self.api.authenticate(r.into_inner()).await)
     }

@@ -1,4 +1,4 @@
-//! Accounts and sessions: register, login, guest, logout.
+//! Accounts and sessions: register, login, guest, logout, refresh.
 
 use ringchat_core::Error;
 use ringchat_proto as pb;
@@ -71,4 +71,15 @@ pub(super) async fn logout(cx: &Ctx<'_>) -> Reply {
             .await?;
     }
     Ok(Response::ok(200, "logged out", ()))
+}
+
+/// A new token for a valid one (the same account and lifetime), which is revoked: 401 for
+/// a missing, bad, expired or revoked token. The WebSockets opened with the old token stay
+/// open.
+pub(super) async fn refresh(cx: &Ctx<'_>) -> Reply {
+    let token = cx.token()?;
+    let auth = cx
+        .call(move |l| async move { l.refresh(pb::TokenRequest { token }).await })
+        .await?;
+    Ok(Response::ok(200, "token refreshed", Auth::from(&auth)))
 }

@@ -631,3 +631,91 @@ pub fn start_binary(dir: &std::path::Path, extra: &[(&str, &str)]) -> Process {
         http: addr.parse().unwrap(),
     }
 }
+
+/// The error envelope: `status`, `success: false`, `code` and a message.
+pub fn assert_error_envelope(r: &HttpResponse, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.body["success"], false, "{}", r.text);
+    assert_eq!(r.body["code"], code, "{}", r.text);
+    assert!(
+        !r.body["message"].as_str().unwrap_or("").is_empty(),
+        "{}",
+        r.text
+    );
+}
+
+/// `POST /api/auth/refresh` end to end against any running system (both profiles run it):
+/// `user` is logged in at the gateway of its `addr`, `peer` (on the same or another
+/// gateway) shares a single chat with it. Consumes `user`'s token: it is revoked here.
+pub fn check_token_refresh(user: &Client, peer: &Client) -> Client {
+    let with = |token: Option<&str>| Http {
+        addr: user.addr,
+        token: token.map(str::to_string),
+    };
+    // no token, garbage: 401 AUTH_FAILED, and the server goes on
+    for token in [None, Some("garbage"), Some("a.b.c")] {
+        let r = with(token).post("/api/auth/refresh", &json!({}));
+        assert_error_envelope(&r, 401, "AUTH_FAILED");
+    }
+    let conversation = peer.single_with(user);
+    let mut live = user.ws();
+    live.ping();
+
+    let r = with(Some(&user.token)).post("/api/auth/refresh", &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["success"], true, "{}", r.text);
+    let data = &r.body["data"];
+    let token = data["token"].as_str().expect("a new token").to_string();
+    assert_ne!(token, user.token, "refresh must issue a new token");
+    assert_eq!(data["user"]["userId"], user.id.as_str(), "{}", r.text);
+    assert_eq!(data["user"]["username"], user.name.as_str(), "{}", r.text);
+    // an ISO 8601 time, as login gives
+    let expires = data["expiresAt"].as_str().unwrap_or("");
+    assert!(expires.len() >= 20 && expires.ends_with('Z'), "{}", r.text);
+    let fresh = Client {
+        token,
+        ..user.clone()
+    };
+
+    // the old token is revoked: requests, upgrades and a second refresh are refused
+    assert_error_envelope(&user.http().get("/api/users/info"), 401, "AUTH_FAILED");
+    assert_error_envelope(
+        &with(Some(&user.token)).post("/api/auth/refresh", &json!({})),
+        401,
+        "AUTH_FAILED",
+    );
+    assert!(matches!(
+        Ws::connect(user.addr, &user.token),
+        Err(tungstenite::Error::Http(r)) if r.status() == 401
+    ));
+    // the new one works for both, and the socket opened before the refresh stays open and
+    // still receives
+    let me = fresh.http().get("/api/users/info");
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.body["data"]["userId"], user.id.as_str());
+    let mut again = fresh.ws();
+    again.ping();
+    let mut peer_ws = peer.ws();
+    peer_ws.send(&conversation, "after refresh", "refresh-1");
+    peer_ws.ack("refresh-1");
+    for ws in [&mut live, &mut again] {
+        assert_eq!(ws.new_message(&conversation)["content"], "after refresh");
+    }
+    live.ping();
+    fresh
+}
+
+/// A correctly signed token that expired long ago.
+pub fn expired_token(sys: &System, user: &Client) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let head = b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = json!({ "sub": user.id, "name": user.name, "guest": false, "jti": "old", "iat": 1, "exp": 2 });
+    let body = b64.encode(claims.to_string());
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(sys.config.auth.jwt_secret.expose().as_bytes())
+            .unwrap();
+    mac.update(format!("{head}.{body}").as_bytes());
+    format!("{head}.{body}.{}", b64.encode(mac.finalize().into_bytes()))
+}

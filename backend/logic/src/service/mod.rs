@@ -172,6 +172,10 @@ impl LogicApi for LogicService {
         sessions::logout(self, req).await
     }
 
+    async fn refresh(&self, req: pb::TokenRequest) -> Result<pb::AuthResponse> {
+        sessions::refresh(self, req).await
+    }
+
     async fn authenticate(&self, req: pb::TokenRequest) -> Result<pb::Session> {
         sessions::authenticate(self, req).await
     }

@@ -187,21 +187,7 @@ pub(super) async fn logout(svc: &LogicService, req: pb::TokenRequest) -> Result<
     let Ok(user_id) = claims.user_id() else {
         return Ok(());
     };
-    let left = claims.exp - now_secs();
-    // the store keeps it across restarts, the cache answers every request
-    svc.ports
-        .store
-        .revoke_token(&claims.jti, claims.exp)
-        .await?;
-    svc.ports
-        .cache
-        .set(
-            &revoked_key(&claims.jti),
-            Bytes::from_static(b"1"),
-            Duration::from_secs(left.max(1) as u64),
-        )
-        .await?;
-    svc.ports.cache.delete(&session_key(&claims.jti)).await?;
+    revoke(svc, &claims.jti, claims.exp).await?;
     let located = fanout::locate_or_everywhere(
         svc.ports.cache.as_ref(),
         svc.ports.discovery.as_ref(),
@@ -221,6 +207,37 @@ pub(super) async fn logout(svc: &LogicService, req: pb::TokenRequest) -> Result<
         .await?;
     }
     Ok(())
+}
+
+/// A new token for the account a valid token stands for, then that token revoked. The
+/// connections opened with the old token stay open (unlike logout: the same client goes
+/// on with the new token). Two refreshes racing with one token may both succeed; once one
+/// has finished, the old token is refused everywhere.
+pub(super) async fn refresh(svc: &LogicService, req: pb::TokenRequest) -> Result<pb::AuthResponse> {
+    let claims = svc.keys.verify(&req.token, now_secs())?;
+    let session = authenticate(svc, req).await?;
+    let user = session
+        .user
+        .ok_or_else(|| Error::internal("a session without its user"))?;
+    let fresh = svc.issue_token(user).await?;
+    revoke(svc, &claims.jti, claims.exp).await?;
+    Ok(fresh)
+}
+
+/// Revokes token `jti` until it expires at `exp`: the store keeps it across restarts, the
+/// cache answers every request; its cached session goes.
+async fn revoke(svc: &LogicService, jti: &str, exp: i64) -> Result<()> {
+    let left = exp - now_secs();
+    svc.ports.store.revoke_token(jti, exp).await?;
+    svc.ports
+        .cache
+        .set(
+            &revoked_key(jti),
+            Bytes::from_static(b"1"),
+            Duration::from_secs(left.max(1) as u64),
+        )
+        .await?;
+    svc.ports.cache.delete(&session_key(jti)).await
 }
 
 pub(super) async fn authenticate(svc: &LogicService, req: pb::TokenRequest) -> Result<pb::Session> {

@@ -1,0 +1,34 @@
+//! Accounts beyond the web client's first generation (issue 12), end to end with real
+//! clients in the embedded profile; `distributed.rs` runs the same checks on the real
+//! engines.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn refresh_gives_a_new_token_and_revokes_the_old_one_keeping_open_sockets() {
+    let sys = System::start();
+    let (alice, bob) = (sys.user("rf"), sys.user("rf_peer"));
+    let fresh = check_token_refresh(&alice, &bob);
+    // the new token can be refreshed in turn
+    let r = fresh.http().post("/api/auth/refresh", &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // an expired token, however well signed, is refused
+    let expired = expired_token(&sys, &bob);
+    let r = Http {
+        addr: sys.http,
+        token: Some(expired),
+    }
+    .post("/api/auth/refresh", &json!({}));
+    assert_error_envelope(&r, 401, "AUTH_FAILED");
+
+    // guests refresh too, and stay guests
+    let guest = sys.guest("rfg");
+    let r = guest.http().post("/api/auth/refresh", &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["user"]["isGuest"], true, "{}", r.text);
+    assert_eq!(r.body["data"]["user"]["userId"], guest.id.as_str());
+}
