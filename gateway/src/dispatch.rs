@@ -303,6 +303,7 @@ fn kind(body: &Body) -> &'static str {
         Body::Presence(_) => "presence",
         Body::Revoked(_) => "token-revoked",
         Body::Resync(_) => "presence-resync",
+        Body::Typing(_) => "typing",
     }
 }
 
@@ -374,6 +375,17 @@ fn route(body: Body, metrics: &GatewayMetrics) -> Routed {
             token_tag: token_tag(&r.token_id),
         },
         Body::Resync(_) => Routed::Resync,
+        Body::Typing(t) => Routed::Users {
+            frame: ServerEvent::TypingIndicator {
+                conversation_id: &t.conversation_id,
+                user_id: t.user_id.to_string(),
+                username: &t.username,
+                is_typing: t.typing,
+            }
+            .encode(),
+            users: t.recipient_user_ids,
+            exclude: 0,
+        },
     }
 }
 

@@ -659,6 +659,17 @@ fn accounts_refresh_across_two_gateways() {
     assert_eq!(me.body["data"]["userId"], a.id.as_str());
 }
 
+/// Typing indicators across two gateways on the real engines: the checks of `typing.rs`,
+/// relayed through Kafka to the other gateway.
+#[test]
+fn typing_indicators_cross_gateways() {
+    let cluster = Cluster::start(false);
+    let a = cluster.user("gw-1", "ty_a");
+    let b = cluster.user("gw-2", "ty_b");
+    let outsider = cluster.user("gw-2", "ty_o");
+    common::check_typing(&a, &b, &outsider);
+}
+
 fn trace_id_in(line: &str) -> String {
     let id: String = line
         .split("trace_id=")

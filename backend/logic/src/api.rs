@@ -31,6 +31,9 @@ pub trait LogicApi: Send + Sync + 'static {
     async fn mark_read(&self, req: pb::CallerMarkReadRequest) -> Result<pb::ReadPointer>;
     /// The synchronous (HTTP) send: durable when it returns, then delivered.
     async fn send_message(&self, req: pb::SendMessageRequest) -> Result<pb::ChatMessage>;
+    /// Relays a member's typing state to the conversation's other online members (single
+    /// chats and groups up to the large-group threshold); nothing is stored.
+    async fn typing(&self, req: pb::CallerTypingRequest) -> Result<()>;
 
     async fn add_friend(&self, req: pb::TargetUserRequest) -> Result<pb::ConversationView>;
     async fn list_friends(&self, req: pb::CallerRequest) -> Result<pb::FriendList>;

@@ -62,6 +62,9 @@ impl LogicApi for GrpcLogic {
     async fn refresh(&self, req: pb::TokenRequest) -> Result<pb::AuthResponse> {
         unwrap(self.c().refresh(req).await)
     }
+    async fn typing(&self, req: pb::CallerTypingRequest) -> Result<()> {
+        unwrap(self.c().typing(req).await).map(|_| ())
+    }
     async fn authenticate(&self, req: pb::TokenRequest) -> Result<pb::Session> {
         unwrap(self.c().authenticate(req).await)
     }

@@ -74,6 +74,9 @@ impl Logic for LogicGrpc {
     async fn refresh(&self, r: Request<pb::TokenRequest>) -> R<pb::AuthResponse> {
         ok(self.api.refresh(r.into_inner()).await)
     }
+    async fn typing(&self, r: Request<pb::CallerTypingRequest>) -> R<pb::Empty> {
+        empty(self.api.typing(r.into_inner()).await)
+    }
     async fn authenticate(&self, r: Request<pb::TokenRequest>) -> R<pb::Session> {
         ok(self.api.authenticate(r.into_inner()).await)
     }

@@ -61,6 +61,11 @@ impl Loose {
 pub enum ClientFrame {
     SendMessage(SendMessage),
     MarkRead(MarkRead),
+    /// `typing` (true) or `stop-typing` (false) in a conversation.
+    Typing {
+        conversation_id: String,
+        typing: bool,
+    },
     Ping,
 }
 
@@ -117,6 +122,12 @@ struct SendFields {
     #[serde(rename = "type")]
     legacy_type: Option<Loose>,
     temp_message_id: Option<Loose>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypingFields {
+    conversation_id: Option<Loose>,
 }
 
 #[derive(Default, Deserialize)]
@@ -211,6 +222,14 @@ impl ClientFrame {
                     seq_id: seq_id(f.seq_id.as_ref()).map_err(FrameError::new)?,
                 }))
             }
+            kind @ ("typing" | "stop-typing") => {
+                let f: TypingFields = data(raw.data, kind)?;
+                Ok(ClientFrame::Typing {
+                    conversation_id: conversation_id(f.conversation_id, kind)
+                        .map_err(FrameError::new)?,
+                    typing: kind == "typing",
+                })
+            }
             other => Err(FrameError::new(format!("unknown frame type {other:?}"))),
         }
     }
@@ -251,6 +270,13 @@ pub enum ServerEvent<'a> {
     GroupMemberOnline {
         user_id: String,
         online: bool,
+    },
+    /// Another member started (`isTyping` true) or stopped typing.
+    TypingIndicator {
+        conversation_id: &'a str,
+        user_id: String,
+        username: &'a str,
+        is_typing: bool,
     },
     Pong {},
     Error {
@@ -472,6 +498,41 @@ mod tests {
         .unwrap();
         assert_eq!(v["type"], "group-member-online");
         assert_eq!(v["data"], json!({ "userId": "3", "online": true }));
+    }
+
+    #[test]
+    fn typing_frames_name_their_conversation() {
+        assert_eq!(
+            ClientFrame::decode(r#"{"type":"typing","data":{"conversationId":"s_1_2"}}"#),
+            Ok(ClientFrame::Typing {
+                conversation_id: "s_1_2".into(),
+                typing: true
+            })
+        );
+        assert_eq!(
+            ClientFrame::decode(r#"{"type":"stop-typing","data":{"conversationId":7}}"#),
+            Ok(ClientFrame::Typing {
+                conversation_id: "7".into(),
+                typing: false
+            })
+        );
+        let e = ClientFrame::decode(r#"{"type":"typing","data":{}}"#).unwrap_err();
+        assert_eq!(e.message, "typing needs a conversationId");
+        let e = ClientFrame::decode(r#"{"type":"stop-typing"}"#).unwrap_err();
+        assert!(e.message.contains("stop-typing"), "{}", e.message);
+        let frame = ServerEvent::TypingIndicator {
+            conversation_id: "s_1_2",
+            user_id: "1".into(),
+            username: "alice",
+            is_typing: true,
+        }
+        .to_json();
+        let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(v["type"], "typing-indicator");
+        assert_eq!(v["data"]["conversationId"], "s_1_2");
+        assert_eq!(v["data"]["userId"], "1");
+        assert_eq!(v["data"]["username"], "alice");
+        assert_eq!(v["data"]["isTyping"], true);
     }
 
     #[test]

@@ -719,3 +719,86 @@ pub fn expired_token(sys: &System, user: &Client) -> String {
     mac.update(format!("{head}.{body}").as_bytes());
     format!("{head}.{body}.{}", b64.encode(mac.finalize().into_bytes()))
 }
+
+fn typing_frame(kind: &str, conversation: &str) -> Value {
+    json!({ "type": kind, "data": { "conversationId": conversation }, "timestamp": 0 })
+}
+
+/// The next `typing-indicator` a connection gets, whichever its conversation.
+fn next_typing(ws: &mut Ws) -> Value {
+    ws.wait_for("a typing-indicator", |e| e["type"] == "typing-indicator")["data"].clone()
+}
+
+/// Typing indicators end to end against any running system (both profiles run it): `a`
+/// and `b` share a single chat and a group, `outsider` neither. Checks the relay, the
+/// throttle, that the typer and outsiders get nothing, the precise errors, and that
+/// nothing is stored.
+pub fn check_typing(a: &Client, b: &Client, outsider: &Client) {
+    let single = a.single_with(b);
+    let ids = [b.id.as_str()];
+    let r = a.http().post(
+        "/api/groups",
+        &json!({ "groupName": "typists", "members": ids }),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let group = r.body["data"]["conversation"]["conversationId"]
+        .as_str()
+        .expect("the group's conversation")
+        .to_string();
+    let (mut wa, mut wb, mut wo) = (a.ws(), b.ws(), outsider.ws());
+
+    // single chat: typing, a repeat within the interval (dropped), then stop-typing
+    wa.send_json(&typing_frame("typing", &single));
+    let t = next_typing(&mut wb);
+    assert_eq!(t["conversationId"], single.as_str(), "{t}");
+    assert_eq!(t["userId"], a.id.as_str(), "{t}");
+    assert_eq!(t["username"], a.name.as_str(), "{t}");
+    assert_eq!(t["isTyping"], true, "{t}");
+    wa.send_json(&typing_frame("typing", &single));
+    wa.send_json(&typing_frame("stop-typing", &single));
+    let t = next_typing(&mut wb);
+    assert_eq!(
+        t["isTyping"], false,
+        "the repeated typing must not be relayed: {t}"
+    );
+
+    // a group: the other member hears it
+    wb.send_json(&typing_frame("typing", &group));
+    let t = next_typing(&mut wa);
+    assert_eq!(t["conversationId"], group.as_str(), "{t}");
+    assert_eq!(t["userId"], b.id.as_str(), "{t}");
+
+    // an outsider is refused with the conversation named; an unknown conversation and the
+    // world room get their own errors; a frame without a conversation is invalid
+    wo.send_json(&typing_frame("typing", &single));
+    let e = wo.error();
+    assert_eq!(e["code"], "FORBIDDEN", "{e}");
+    assert_eq!(e["conversationId"], single.as_str(), "{e}");
+    wo.send_json(&typing_frame("typing", "g_999999999"));
+    assert_eq!(wo.error()["code"], "CONVERSATION_NOT_FOUND");
+    wa.send_json(&typing_frame("typing", "world"));
+    let e = wa.error();
+    assert_eq!(e["code"], "INVALID_MESSAGE", "{e}");
+    assert!(
+        e["message"].as_str().unwrap_or("").contains("typing"),
+        "{e}"
+    );
+    wa.send_text(r#"{"type":"stop-typing","data":{}}"#);
+    assert_eq!(wa.error()["code"], "INVALID_MESSAGE");
+
+    // every connection survives; no one got an indicator meant for others or for itself
+    for ws in [&mut wa, &mut wb, &mut wo] {
+        ws.ping();
+    }
+    for (who, ws) in [("a", &wa), ("b", &wb), ("outsider", &wo)] {
+        let stray: Vec<&Value> = ws
+            .pending()
+            .iter()
+            .filter(|e| e["type"] == "typing-indicator")
+            .collect();
+        assert!(stray.is_empty(), "{who} got {stray:?}");
+    }
+    // never stored: both conversations have no messages
+    assert!(a.history(&single, "").is_empty());
+    assert!(b.history(&group, "").is_empty());
+}

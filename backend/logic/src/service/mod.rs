@@ -176,6 +176,10 @@ impl LogicApi for LogicService {
         sessions::refresh(self, req).await
     }
 
+    async fn typing(&self, req: pb::CallerTypingRequest) -> Result<()> {
+        routing::typing(self, req).await
+    }
+
     async fn authenticate(&self, req: pb::TokenRequest) -> Result<pb::Session> {
         sessions::authenticate(self, req).await
     }

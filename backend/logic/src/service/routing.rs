@@ -374,3 +374,54 @@ pub(super) async fn heartbeat(svc: &LogicService, req: pb::HeartbeatRequest) -> 
         .presence_refresh(&req.gateway_id, &entries, svc.presence_ttl)
         .await
 }
+
+/// A member's typing state to the conversation's other online members, one event per
+/// gateway that holds one of them; nothing stored, no offline push. The world room and
+/// large groups are refused (a keystroke must not fan out to thousands).
+pub(super) async fn typing(svc: &LogicService, req: pb::CallerTypingRequest) -> Result<()> {
+    let meta = svc
+        .member_conversation(req.caller_id, &req.conversation_id)
+        .await?;
+    if svc.is_large(&meta) {
+        return Err(Error::invalid_message(
+            "typing indicators are for single chats and groups up to the large-group size",
+        ));
+    }
+    let members = if meta.r#type == pb::ConversationType::Single as i32 {
+        vec![meta.user_a, meta.user_b]
+    } else {
+        svc.ports
+            .store
+            .member_ids(&meta.conversation_id, 0, svc.large_group_threshold() + 1)
+            .await?
+    };
+    let others: Vec<i64> = members
+        .into_iter()
+        .filter(|u| *u != req.caller_id)
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let located = fanout::locate_or_everywhere(
+        svc.ports.cache.as_ref(),
+        svc.ports.discovery.as_ref(),
+        &others,
+    )
+    .await?;
+    for (gw, users) in located.by_gateway {
+        send_downstream(
+            svc.ports.bus.as_ref(),
+            &gw,
+            &meta.conversation_id,
+            Body::Typing(pb::TypingIndicator {
+                recipient_user_ids: users,
+                conversation_id: meta.conversation_id.clone(),
+                user_id: req.caller_id,
+                username: req.username.clone(),
+                typing: req.typing,
+            }),
+        )
+        .await?;
+    }
+    Ok(())
+}

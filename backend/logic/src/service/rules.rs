@@ -132,18 +132,29 @@ impl LogicService {
                 "tempMessageId is longer than {MAX_TEMP_ID_LEN} bytes"
             )));
         }
+        self.member_conversation(sender_id, conversation_id).await
+    }
+
+    /// The conversation, when `user_id` is a member of it: `INVALID_MESSAGE` without an id,
+    /// `CONVERSATION_NOT_FOUND`, or the not-a-member error. Single chats are answered from
+    /// memory after their first time.
+    pub(crate) async fn member_conversation(
+        &self,
+        user_id: i64,
+        conversation_id: &str,
+    ) -> Result<pb::ConversationMeta> {
         if conversation_id.is_empty() {
             return Err(Error::invalid_message("conversationId is required"));
         }
         if let Some(meta) = self.singles.get(conversation_id) {
-            return if sender_id == meta.user_a || sender_id == meta.user_b {
+            return if user_id == meta.user_a || user_id == meta.user_b {
                 Ok(meta)
             } else {
                 Err(not_a_member())
             };
         }
         let meta = self.ports.store.conversation(conversation_id).await?;
-        self.ensure_member(&meta, sender_id).await?;
+        self.ensure_member(&meta, user_id).await?;
         self.singles.remember(&meta);
         Ok(meta)
     }
