@@ -32,3 +32,10 @@ fn refresh_gives_a_new_token_and_revokes_the_old_one_keeping_open_sockets() {
     assert_eq!(r.body["data"]["user"]["isGuest"], true, "{}", r.text);
     assert_eq!(r.body["data"]["user"]["userId"], guest.id.as_str());
 }
+
+#[test]
+fn users_are_searched_by_name_prefix_paged_and_limited() {
+    let sys = System::start();
+    let searcher = sys.user("srch");
+    check_user_search(sys.http, &searcher);
+}

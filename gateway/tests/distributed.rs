@@ -636,9 +636,9 @@ fn users_on_two_gateways_chat_alone_in_a_group_and_in_the_world() {
 /// The 16 hex digits after `trace_id=` in a text log line.
 /// Issue 12's account features on the real engines, the checks the embedded profile runs
 /// (`accounts.rs`): the token a refresh revokes is refused on every gateway (the
-/// revocation is in Redis and MariaDB, not in one process).
+/// revocation is in Redis and MariaDB, not in one process); the user search reads MariaDB.
 #[test]
-fn accounts_refresh_across_two_gateways() {
+fn accounts_refresh_and_search_across_two_gateways() {
     let cluster = Cluster::start(false);
     let a = cluster.user("gw-1", "rf");
     let b = cluster.user("gw-2", "rf_peer");
@@ -657,6 +657,9 @@ fn accounts_refresh_across_two_gateways() {
     let me = new.get("/api/users/info");
     assert_eq!(me.status, 200, "{}", me.text);
     assert_eq!(me.body["data"]["userId"], a.id.as_str());
+
+    // user search on MariaDB through im-repo, asked at the other gateway
+    common::check_user_search(other, &b);
 }
 
 /// Typing indicators across two gateways on the real engines: the checks of `typing.rs`,

@@ -199,6 +199,20 @@ impl HistoryQuery {
     }
 }
 
+/// A SQL `LIKE` pattern for names starting with `prefix`, with `!` as the escape character
+/// (`... LIKE ? ESCAPE '!'`): `%`, `_` and `!` in the prefix match themselves.
+pub fn like_prefix(prefix: &str) -> String {
+    let mut p = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            p.push('!');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,9 @@ pub trait LogicApi: Send + Sync + 'static {
 
     async fn get_user(&self, req: pb::GetUserRequest) -> Result<pb::User>;
     async fn online_status(&self, req: pb::CallerRequest) -> Result<pb::OnlineStatusList>;
+    /// Registered users by name prefix (guests never listed), paged by id; limited per
+    /// caller.
+    async fn search_users(&self, req: pb::CallerSearchUsersRequest) -> Result<pb::UserPage>;
 
     async fn list_conversations(&self, req: pb::CallerRequest) -> Result<pb::ConversationList>;
     async fn create_single_conversation(

@@ -74,6 +74,9 @@ impl LogicApi for GrpcLogic {
     async fn online_status(&self, req: pb::CallerRequest) -> Result<pb::OnlineStatusList> {
         unwrap(self.c().online_status(req).await)
     }
+    async fn search_users(&self, req: pb::CallerSearchUsersRequest) -> Result<pb::UserPage> {
+        unwrap(self.c().search_users(req).await)
+    }
     async fn list_conversations(&self, req: pb::CallerRequest) -> Result<pb::ConversationList> {
         unwrap(self.c().list_conversations(req).await)
     }

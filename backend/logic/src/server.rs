@@ -83,6 +83,9 @@ impl Logic for LogicGrpc {
     async fn get_user(&self, r: Request<pb::GetUserRequest>) -> R<pb::User> {
         ok(self.api.get_user(r.into_inner()).await)
     }
+    async fn search_users(&self, r: Request<pb::CallerSearchUsersRequest>) -> R<pb::UserPage> {
+        ok(self.api.search_users(r.into_inner()).await)
+    }
     async fn online_status(&self, r: Request<pb::CallerRequest>) -> R<pb::OnlineStatusList> {
         ok(self.api.online_status(r.into_inner()).await)
     }

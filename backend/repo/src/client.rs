@@ -81,6 +81,23 @@ impl Store for GrpcStore {
         )
         .map(|l| l.users)
     }
+    async fn search_users(
+        &self,
+        prefix: &str,
+        after_user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<pb::User>> {
+        unwrap(
+            self.c()
+                .search_users(pb::SearchUsersRequest {
+                    prefix: prefix.to_string(),
+                    after_user_id,
+                    limit,
+                })
+                .await,
+        )
+        .map(|l| l.users)
+    }
     async fn add_friend(&self, user_id: i64, other_user_id: i64) -> Result<pb::ConversationMeta> {
         unwrap(
             self.c()

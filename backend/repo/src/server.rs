@@ -88,6 +88,14 @@ impl Repo for RepoService {
             .await
             .map(|users| pb::UserList { users }))
     }
+    async fn search_users(&self, r: Request<pb::SearchUsersRequest>) -> R<pb::UserList> {
+        let r = r.into_inner();
+        ok(self
+            .store
+            .search_users(&r.prefix, r.after_user_id, r.limit)
+            .await
+            .map(|users| pb::UserList { users }))
+    }
     async fn add_friend(&self, r: Request<pb::UserPairRequest>) -> R<pb::ConversationMeta> {
         let r = r.into_inner();
         ok(self.store.add_friend(r.user_id, r.other_user_id).await)

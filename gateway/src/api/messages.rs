@@ -1,25 +1,14 @@
 //! History, read pointers, and the HTTP alternative to the WebSocket send.
 
 use ringchat_core::model::DEFAULT_PAGE_SIZE;
-use ringchat_core::{Error, ErrorCode, Result};
+use ringchat_core::{Error, ErrorCode};
 use ringchat_proto as pb;
 use serde::Serialize;
 
-use super::{seq_field, Ctx, Reply};
+use super::{query_int, seq_field, Ctx, Reply};
 use crate::http::Response;
 use crate::protocol::objects::{Message, Pagination};
 use crate::protocol::SendMessage;
-
-fn query_int(cx: &Ctx<'_>, key: &str) -> Result<Option<i64>> {
-    match cx.req.query_param(key) {
-        None => Ok(None),
-        Some(s) if s.is_empty() => Ok(None),
-        Some(s) => s
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| Error::invalid(format!("{key} must be an integer"))),
-    }
-}
 
 /// The history page: `data` is the messages, `pagination` sits beside it (contract).
 #[derive(Serialize)]

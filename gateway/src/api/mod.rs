@@ -46,6 +46,7 @@ enum Op {
     Refresh,
     Me,
     Online,
+    SearchUsers,
     UserByName,
     Conversations,
     OpenSingle,
@@ -83,6 +84,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/users/info", Op::Me),
     r("GET", "/api/user/info", Op::Me),
     r("GET", "/api/users/status/online", Op::Online),
+    r("GET", "/api/users/search", Op::SearchUsers),
     r("GET", "/api/users/{username}", Op::UserByName),
     r("GET", "/api/conversations", Op::Conversations),
     r("POST", "/api/conversations", Op::OpenSingle),
@@ -223,6 +225,7 @@ async fn handle(core: &Rc<Core>, req: &Request, op: Op, params: Vec<String>) -> 
         Op::Refresh => auth::refresh(&cx).await,
         Op::Me => users::me(&cx).await,
         Op::Online => users::online(&cx).await,
+        Op::SearchUsers => users::search(&cx).await,
         Op::UserByName => users::by_name(&cx).await,
         Op::Conversations => conversations::list(&cx).await,
         Op::OpenSingle => conversations::open_single(&cx).await,
@@ -316,6 +319,18 @@ impl Ctx<'_> {
 }
 
 /// A required string field of a JSON body.
+/// An integer query parameter; absent or empty is None.
+fn query_int(cx: &Ctx<'_>, key: &str) -> Result<Option<i64>> {
+    match cx.req.query_param(key) {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => s
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| Error::invalid(format!("{key} must be an integer"))),
+    }
+}
+
 fn str_field(v: &Value, key: &str) -> Result<String> {
     v.get(key)
         .and_then(Value::as_str)

@@ -1,10 +1,11 @@
-//! Users: the caller, a user by name, and the online status of the caller's peers.
+//! Users: the caller, a user by name, a search by name prefix, and the online status of
+//! the caller's peers.
 
 use std::collections::BTreeMap;
 
 use ringchat_proto as pb;
 
-use super::{Ctx, Reply};
+use super::{query_int, Ctx, Reply};
 use crate::http::Response;
 use crate::protocol::objects::User;
 
@@ -45,4 +46,42 @@ pub(super) async fn by_name(cx: &Ctx<'_>) -> Reply {
         })
         .await?;
     Ok(Response::ok(200, "ok", User::from(&found)))
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchPage<'a> {
+    users: Vec<User<'a>>,
+    has_more: bool,
+}
+
+/// `GET /api/users/search?q=<prefix>&after=<userId>&size=<n>`: registered users whose name
+/// starts with `q`, in id order; the next page is `after=` the last id while `hasMore`.
+pub(super) async fn search(cx: &Ctx<'_>) -> Reply {
+    let query = cx.req.query_param("q").unwrap_or_default();
+    let after_user_id = query_int(cx, "after")?.unwrap_or(0);
+    let size = match query_int(cx, "size")? {
+        None => 0, // im-logic's default
+        Some(s) if s >= 1 => s,
+        Some(_) => return Err(ringchat_core::Error::invalid("size must be at least 1")),
+    };
+    let page = cx
+        .as_caller(move |l, caller| async move {
+            l.search_users(pb::CallerSearchUsersRequest {
+                caller_id: caller.user_id,
+                query,
+                after_user_id,
+                size,
+            })
+            .await
+        })
+        .await?;
+    Ok(Response::ok(
+        200,
+        "ok",
+        SearchPage {
+            users: page.users.iter().map(User::from).collect(),
+            has_more: page.has_more,
+        },
+    ))
 }

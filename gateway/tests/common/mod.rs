@@ -802,3 +802,88 @@ pub fn check_typing(a: &Client, b: &Client, outsider: &Client) {
     assert!(a.history(&single, "").is_empty());
     assert!(b.history(&group, "").is_empty());
 }
+
+/// `GET /api/users/search` end to end against any running system (both profiles run it):
+/// registers three users and a guest under a fresh stem at `addr`, then searches as
+/// `searcher` (whose search budget it uses up at the end).
+pub fn check_user_search(addr: SocketAddr, searcher: &Client) {
+    let stem = format!("Se{}", &unique("")[1..9]);
+    let api = Http { addr, token: None };
+    let mut ids = Vec::new();
+    for suffix in ["a", "b", "c"] {
+        let r = api.post(
+            "/api/auth/register",
+            &json!({ "username": format!("{stem}{suffix}"), "password": "secret12" }),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        ids.push(
+            r.body["data"]["user"]["userId"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let g = api.post("/api/auth/guest", &json!({ "guestName": stem }));
+    assert_eq!(g.status, 200, "{}", g.text);
+    let guest_id = g.body["data"]["user"]["userId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let search = |query: &str| searcher.http().get(&format!("/api/users/search?{query}"));
+    let ids_of = |r: &HttpResponse| -> Vec<String> {
+        r.body["data"]["users"]
+            .as_array()
+            .unwrap_or_else(|| panic!("users in {}", r.text))
+            .iter()
+            .map(|u| u["userId"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // ASCII case ignored, id order, guests never listed
+    let r = search(&format!("q={}", stem.to_lowercase()));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(ids_of(&r), ids, "{}", r.text);
+    assert_eq!(r.body["data"]["hasMore"], false, "{}", r.text);
+    assert!(!ids_of(&r).contains(&guest_id));
+    let u = &r.body["data"]["users"][0];
+    assert_eq!(u["username"], format!("{stem}a").as_str(), "{u}");
+    assert_eq!(u["isGuest"], false, "{u}");
+
+    // pages: two, then the rest after the last id
+    let r = search(&format!("q={stem}&size=2"));
+    assert_eq!(ids_of(&r), ids[..2].to_vec(), "{}", r.text);
+    assert_eq!(r.body["data"]["hasMore"], true, "{}", r.text);
+    let r = search(&format!("q={stem}&size=2&after={}", ids[1]));
+    assert_eq!(ids_of(&r), ids[2..].to_vec(), "{}", r.text);
+    assert_eq!(r.body["data"]["hasMore"], false, "{}", r.text);
+    // nothing matches: an empty page
+    let r = search(&format!("q={stem}zz"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(ids_of(&r).is_empty());
+
+    // bad input: precise 400s; no token: 401
+    for bad in [
+        String::new(),
+        "q=".to_string(),
+        "q=%20%20".to_string(),
+        format!("q={}", "a".repeat(21)),
+        "q=a%20b".to_string(),
+        format!("q={stem}&size=0"),
+        format!("q={stem}&after=x"),
+    ] {
+        let r = search(&bad);
+        assert_error_envelope(&r, 400, "INVALID_ARGUMENT");
+    }
+    assert_error_envelope(
+        &api.get(&format!("/api/users/search?q={stem}")),
+        401,
+        "AUTH_FAILED",
+    );
+
+    // rate-limited per user: a burst of 40 searches meets 429 before its end
+    let limited = (0..40)
+        .map(|_| search(&format!("q={stem}")))
+        .find(|r| r.status != 200)
+        .expect("40 searches at once must meet the per-user limit");
+    assert_error_envelope(&limited, 429, "RATE_LIMITED");
+}

@@ -466,6 +466,25 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(user_from_row).collect())
     }
 
+    async fn search_users(
+        &self,
+        prefix: &str,
+        after_user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<pb::User>> {
+        // LIKE ignores ASCII case in SQLite, as the names' COLLATE NOCASE does
+        let rows = sqlx::query(
+            "SELECT id, username, avatar, is_guest FROM users \
+             WHERE is_guest = 0 AND username LIKE ? ESCAPE '!' AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(model::like_prefix(prefix))
+        .bind(after_user_id)
+        .bind(limit.max(0))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(user_from_row).collect())
+    }
+
     async fn add_friend(&self, user_id: i64, other_user_id: i64) -> Result<pb::ConversationMeta> {
         if user_id == other_user_id {
             return Err(Error::invalid("cannot befriend yourself"));

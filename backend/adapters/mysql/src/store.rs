@@ -1090,6 +1090,34 @@ impl Store for MysqlStore {
         once(self.users_once(user_ids)).await
     }
 
+    async fn search_users(
+        &self,
+        prefix: &str,
+        after_user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<pb::User>> {
+        // username_key is the name in ASCII lower case (SQLite's NOCASE)
+        let pattern = ringchat_core::model::like_prefix(&name_key(prefix));
+        once(async {
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users \
+                 WHERE is_guest = 0 AND username_key LIKE ? ESCAPE '!' AND id > ? ORDER BY id LIMIT ?"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(&pattern)
+                .bind(after_user_id)
+                .bind(limit.max(0))
+                .fetch_all(&self.reads)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(user_from_row(r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn add_friend(&self, user_id: i64, other_user_id: i64) -> Result<pb::ConversationMeta> {
         if user_id == other_user_id {
             return Err(Error::invalid("cannot befriend yourself"));

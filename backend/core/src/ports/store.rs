@@ -26,6 +26,15 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_name(&self, username: &str) -> Result<pb::User>;
     /// The users that exist among `user_ids`, in id order.
     async fn users(&self, user_ids: &[i64]) -> Result<Vec<pb::User>>;
+    /// Registered users (no guests) whose name starts with `prefix`, ASCII case ignored
+    /// (`%`, `_` and `!` in it match themselves), in id order after `after_user_id`, at
+    /// most `limit`.
+    async fn search_users(
+        &self,
+        prefix: &str,
+        after_user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<pb::User>>;
 
     /// Makes the two users friends (both ways) and returns their single conversation.
     async fn add_friend(&self, user_id: i64, other_user_id: i64) -> Result<pb::ConversationMeta>;

@@ -130,6 +130,9 @@ impl Store for FaultyStore {
     async fn users(&self, user_ids: &[i64]) -> Result<Vec<pb::User>> {
         self.inner.users(user_ids).await
     }
+    async fn search_users(&self, prefix: &str, after: i64, limit: i64) -> Result<Vec<pb::User>> {
+        self.inner.search_users(prefix, after, limit).await
+    }
     async fn add_friend(&self, user_id: i64, other: i64) -> Result<pb::ConversationMeta> {
         self.inner.add_friend(user_id, other).await
     }

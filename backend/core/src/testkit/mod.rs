@@ -73,6 +73,7 @@ macro_rules! store_conformance {
             $make,
             [
                 users_are_unique_by_name,
+                users_are_found_by_name_prefix,
                 single_conversation_is_idempotent,
                 friends_are_mutual,
                 groups_have_roles_and_members,

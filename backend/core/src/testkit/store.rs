@@ -124,6 +124,74 @@ pub async fn users_are_unique_by_name(store: Arc<dyn Store>) {
     }
 }
 
+pub async fn users_are_found_by_name_prefix(store: Arc<dyn Store>) {
+    let stem = unique("Srch");
+    let make = |name: String, is_guest: bool| pb::CreateUserRequest {
+        username: name,
+        password_hash: "hash".into(),
+        avatar: String::new(),
+        is_guest,
+    };
+    let mut ids = Vec::new();
+    for suffix in ["a", "b", "c"] {
+        let u = store
+            .create_user(make(format!("{stem}{suffix}"), false))
+            .await
+            .unwrap();
+        ids.push(u.user_id);
+    }
+    let guest = store
+        .create_user(make(format!("{stem}g"), true))
+        .await
+        .unwrap();
+    // a name with the pattern characters in it, found only by its literal prefix
+    let odd = store
+        .create_user(make(format!("{stem}%_!x"), false))
+        .await
+        .unwrap();
+
+    // ASCII case ignored; guests never listed; id order
+    let found = store
+        .search_users(&stem.to_lowercase(), 0, 100)
+        .await
+        .unwrap();
+    let found_ids: Vec<i64> = found.iter().map(|u| u.user_id).collect();
+    let mut want = ids.clone();
+    want.push(odd.user_id);
+    assert_eq!(found_ids, want, "{found:?}");
+    assert!(found
+        .iter()
+        .all(|u| !u.is_guest && u.user_id != guest.user_id));
+
+    // paged by id
+    let first = store.search_users(&stem, 0, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let rest = store
+        .search_users(&stem, first[1].user_id, 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 2, "{rest:?}");
+    assert_eq!(rest[0].user_id, ids[2]);
+
+    // `%`, `_` and `!` match themselves, not anything
+    let literal = store
+        .search_users(&format!("{stem}%_!"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(literal.len(), 1, "{literal:?}");
+    assert_eq!(literal[0].user_id, odd.user_id);
+    assert!(store
+        .search_users(&format!("{stem}_"), 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .search_users(&format!("{stem}zz"), 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 pub async fn single_conversation_is_idempotent(store: Arc<dyn Store>) {
     let a = new_user(store.as_ref(), "a").await;
     let b = new_user(store.as_ref(), "b").await;

@@ -38,7 +38,14 @@ pub struct LogicService {
     login_addrs: KeyedLimiter<String>,
     /// Single chats already read: a send to one is authorised without the store.
     singles: singles::SingleChats,
+    /// User searches per caller ([`SEARCHES_PER_SEC`], [`SEARCHES_BURST`]).
+    searches: KeyedLimiter<i64>,
 }
+
+/// User searches per caller and second (a client searching as its user types), and the
+/// burst allowed.
+pub const SEARCHES_PER_SEC: f64 = 5.0;
+pub const SEARCHES_BURST: f64 = 20.0;
 
 pub(super) fn now_secs() -> i64 {
     now_ms() / 1000
@@ -84,6 +91,7 @@ impl LogicService {
                 f64::from(config.logic.user_sends_burst),
             )),
             singles: singles::SingleChats::default(),
+            searches: KeyedLimiter::new(Rate::new(SEARCHES_PER_SEC, SEARCHES_BURST)),
         })
     }
 
@@ -190,6 +198,10 @@ impl LogicApi for LogicService {
 
     async fn online_status(&self, req: pb::CallerRequest) -> Result<pb::OnlineStatusList> {
         rules::online_status(self, req).await
+    }
+
+    async fn search_users(&self, req: pb::CallerSearchUsersRequest) -> Result<pb::UserPage> {
+        rules::search_users(self, req).await
     }
 
     async fn list_conversations(&self, req: pb::CallerRequest) -> Result<pb::ConversationList> {

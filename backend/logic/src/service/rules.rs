@@ -160,6 +160,46 @@ impl LogicService {
     }
 }
 
+/// The longest page of a user search, and its default size.
+const SEARCH_MAX_SIZE: i64 = 50;
+const SEARCH_DEFAULT_SIZE: i64 = 20;
+
+pub(super) async fn search_users(
+    svc: &LogicService,
+    req: pb::CallerSearchUsersRequest,
+) -> Result<pb::UserPage> {
+    svc.searches
+        .take(&req.caller_id)
+        .map_err(|wait| Error::rate_limited("too many searches: slow down", wait))?;
+    let query = req.query.trim();
+    if query.is_empty() {
+        return Err(Error::invalid("q (a username prefix) is required"));
+    }
+    if char_len(query) > 20 {
+        return Err(Error::invalid(
+            "q must be at most 20 characters (a username's length)",
+        ));
+    }
+    // the prefix as names are stored (NFKC); a character no name may hold is a 400
+    let prefix = model::normalize_username(query)?;
+    if req.after_user_id < 0 {
+        return Err(Error::invalid("after must be a user id (0 or more)"));
+    }
+    let size = match req.size {
+        0 => SEARCH_DEFAULT_SIZE,
+        s if s < 0 => return Err(Error::invalid("size must be at least 1")),
+        s => s.min(SEARCH_MAX_SIZE),
+    };
+    let mut users = svc
+        .ports
+        .store
+        .search_users(&prefix, req.after_user_id, size + 1)
+        .await?;
+    let has_more = users.len() as i64 > size;
+    users.truncate(size as usize);
+    Ok(pb::UserPage { users, has_more })
+}
+
 pub(super) async fn get_user(svc: &LogicService, req: pb::GetUserRequest) -> Result<pb::User> {
     if req.user_id > 0 {
         svc.ports.store.user(req.user_id).await
