@@ -13,8 +13,10 @@
 # writes (it registers users, creates guests, groups, conversations and messages), so
 # point it at a test server.
 #
-# POST /api/auth/logout would revoke TOKEN and turn the rest of the run into 401s, so it
-# is left out of the main pass and tested in a second pass with a fresh guest token. That
+# POST /api/auth/logout and POST /api/auth/refresh revoke TOKEN and would turn the rest of
+# the run into 401s, so they are left out of the main pass and tested in a second pass with
+# fresh guest tokens, one pass each (both answer a revoked token as documented: 200 and
+# 401). That
 # pass also covers GET /api/openapi.json, which schemathesis leaves out unless it is
 # selected by name (it is the operation that serves the document).
 #
@@ -185,26 +187,31 @@ run_pass() {
 }
 
 status=0
-run_pass main "$TOKEN" "$MAX_SECONDS" --exclude-path /api/auth/logout || status=1
+run_pass main "$TOKEN" "$MAX_SECONDS" --exclude-path /api/auth/logout \
+    --exclude-path /api/auth/refresh || status=1
 
-left=$((DEADLINE - SECONDS))
-if [ "$left" -lt 30 ]; then
-    echo "check-api: no time left for the logout pass (SCHEMATHESIS_MAX_SECONDS=$MAX_SECONDS)" >&2
-    status=1
-elif guest=$(http_call POST "$BASE_URL/api/auth/guest" 200); then
+# a pass over operations that revoke the token they are given, with a fresh guest's
+guest_pass() { # name schemathesis-options...
+    local name=$1 left guest guest_token
+    shift
+    left=$((DEADLINE - SECONDS))
+    if [ "$left" -lt 30 ]; then
+        echo "check-api: no time left for the $name pass (SCHEMATHESIS_MAX_SECONDS=$MAX_SECONDS)" >&2
+        return 1
+    fi
+    guest=$(http_call POST "$BASE_URL/api/auth/guest" 200) || {
+        echo "check-api: POST /api/auth/guest failed, so the $name pass cannot run" >&2
+        return 1
+    }
     guest_token=$(printf '%s' "$guest" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["token"])') || {
         echo "check-api: POST /api/auth/guest gave no data.token" >&2
-        guest_token=""
-        status=1
+        return 1
     }
-    if [ -n "$guest_token" ]; then
-        run_pass logout "$guest_token" "$left" \
-            --include-path /api/auth/logout --include-path /api/openapi.json || status=1
-    fi
-else
-    echo "check-api: POST /api/auth/guest failed, so the logout pass cannot run" >&2
-    status=1
-fi
+    run_pass "$name" "$guest_token" "$left" "$@"
+}
+# each alone: after a logout, a refresh could only meet 401s (and the other way round)
+guest_pass logout --include-path /api/auth/logout --include-path /api/openapi.json || status=1
+guest_pass refresh --include-path /api/auth/refresh || status=1
 
 # --- summary ----------------------------------------------------------------------------
 python3 - "$REPORTS" "$status" <<'PY' || status=1
@@ -212,7 +219,7 @@ import json, os, sys
 reports, status = sys.argv[1], int(sys.argv[2])
 tested = selected = generated = failed_cases = unique = errors = 0
 missing = []
-for name in ("main", "logout"):
+for name in ("main", "logout", "refresh"):
     path = os.path.join(reports, name + ".json")
     if not os.path.exists(path):
         missing.append(name)
