@@ -136,6 +136,9 @@ frames = {
     "mark-read": {"type": "mark-read", "data": {"conversationId": "g_1", "seqId": "4"}},
     "mark-read-latest": {"type": "mark-read", "data": {"conversationId": "g_1", "seqId": None}},
     "mark-read-negative": {"type": "mark-read", "data": {"conversationId": "g_1", "seqId": -1}},
+    "typing": {"type": "typing", "data": {"conversationId": "s_1_2"}, "timestamp": 1700000000},
+    "stop-typing-number": {"type": "stop-typing", "data": {"conversationId": 7}},
+    "typing-no-data": {"type": "typing"},
     "unknown-type": {"type": "dance", "data": {}},
 }
 for name, v in frames.items():

@@ -53,6 +53,9 @@ fn check_frame(f: &ClientFrame) {
             assert!(!m.conversation_id.is_empty());
             assert!(m.seq_id >= 0);
         }
+        ClientFrame::Typing {
+            conversation_id, ..
+        } => assert!(!conversation_id.is_empty()),
         ClientFrame::Ping => {}
     }
 }
@@ -75,6 +78,13 @@ fn canonical(f: &ClientFrame) -> Value {
         ClientFrame::MarkRead(m) => json!({
             "type": "mark-read",
             "data": { "conversationId": m.conversation_id, "seqId": m.seq_id },
+        }),
+        ClientFrame::Typing {
+            conversation_id,
+            typing,
+        } => json!({
+            "type": if *typing { "typing" } else { "stop-typing" },
+            "data": { "conversationId": conversation_id },
         }),
     }
 }

@@ -191,6 +191,10 @@ fn message_from_row(row: &MySqlRow) -> std::result::Result<pb::ChatMessage, sqlx
 
 const USER_COLUMNS: &str = "id, username, avatar, is_guest";
 
+fn users_from_rows(rows: &[MySqlRow]) -> std::result::Result<Vec<pb::User>, sqlx::Error> {
+    rows.iter().map(user_from_row).collect()
+}
+
 const MESSAGE_COLUMNS: &str =
     "m.message_id, m.conversation_id, m.sender_id, u.username AS sender_name, \
      m.content, m.type, m.send_time, m.seq, m.temp_id";
@@ -1109,11 +1113,7 @@ impl Store for MysqlStore {
                 .bind(limit.max(0))
                 .fetch_all(&self.reads)
                 .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                out.push(user_from_row(r)?);
-            }
-            Ok(out)
+            Ok(users_from_rows(&rows)?)
         })
         .await
     }
@@ -1137,11 +1137,7 @@ impl Store for MysqlStore {
             .bind(user_id)
             .fetch_all(&self.reads)
             .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                out.push(user_from_row(r)?);
-            }
-            Ok(out)
+            Ok(users_from_rows(&rows)?)
         })
         .await
     }

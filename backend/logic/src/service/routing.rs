@@ -41,14 +41,7 @@ impl LogicService {
             return fanout::send_task(self.ports.bus.as_ref(), &message.conversation_id, task)
                 .await;
         }
-        let members = if meta.r#type == pb::ConversationType::Single as i32 {
-            vec![meta.user_a, meta.user_b]
-        } else {
-            self.ports
-                .store
-                .member_ids(&meta.conversation_id, 0, self.large_group_threshold() + 1)
-                .await?
-        };
+        let members = self.small_members(meta).await?;
         let located = fanout::locate_or_everywhere(
             self.ports.cache.as_ref(),
             self.ports.discovery.as_ref(),
@@ -69,6 +62,18 @@ impl LogicService {
             fanout::send_task(self.ports.bus.as_ref(), &message.conversation_id, task).await?;
         }
         Ok(())
+    }
+
+    /// The members of a single chat or a group that is not large (a large one would be
+    /// cut at the threshold: its fan-out is im-task's).
+    async fn small_members(&self, meta: &pb::ConversationMeta) -> Result<Vec<i64>> {
+        if meta.r#type == pb::ConversationType::Single as i32 {
+            return Ok(vec![meta.user_a, meta.user_b]);
+        }
+        self.ports
+            .store
+            .member_ids(&meta.conversation_id, 0, self.large_group_threshold() + 1)
+            .await
     }
 
     pub(crate) async fn announce_presence(&self, user_id: i64, online: bool) -> Result<()> {
@@ -387,15 +392,9 @@ pub(super) async fn typing(svc: &LogicService, req: pb::CallerTypingRequest) -> 
             "typing indicators are for single chats and groups up to the large-group size",
         ));
     }
-    let members = if meta.r#type == pb::ConversationType::Single as i32 {
-        vec![meta.user_a, meta.user_b]
-    } else {
-        svc.ports
-            .store
-            .member_ids(&meta.conversation_id, 0, svc.large_group_threshold() + 1)
-            .await?
-    };
-    let others: Vec<i64> = members
+    let others: Vec<i64> = svc
+        .small_members(&meta)
+        .await?
         .into_iter()
         .filter(|u| *u != req.caller_id)
         .collect();
