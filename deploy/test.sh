@@ -59,6 +59,8 @@ cargo fmt --all -- --check || die "code is not formatted: run 'cargo fmt --all'"
 
 say "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# the fuzz crate is outside the workspace: compile it now, not first in the fuzz stage
+cargo check --manifest-path gateway/fuzz/Cargo.toml --locked --bins
 took lints
 
 say "deployment files (compose, Kubernetes, Dockerfile), validated offline"
