@@ -649,7 +649,7 @@ fn accounts_refresh_and_search_across_two_gateways() {
         addr: other,
         token: Some(a.token.clone()),
     };
-    common::assert_error_envelope(&old.get("/api/users/info"), 401, "AUTH_FAILED");
+    common::assert_error(&old.get("/api/users/info"), 401, "AUTH_FAILED");
     let new = Http {
         addr: other,
         token: Some(fresh.token.clone()),

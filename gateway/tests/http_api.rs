@@ -6,13 +6,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-fn assert_error(r: &HttpResponse, status: u16, code: &str) {
-    assert_eq!(r.status, status, "{}", r.text);
-    assert_eq!(r.body["success"], false, "{}", r.text);
-    assert_eq!(r.body["code"], code, "{}", r.text);
-    assert!(!r.body["message"].as_str().unwrap_or("").is_empty());
-}
-
 #[test]
 fn every_endpoint_of_the_contract() {
     let sys = System::start();

@@ -348,13 +348,25 @@ fn send_error(
     message: &str,
     temp_message_id: Option<&str>,
 ) {
+    send_error_about(core, conn, code, message, temp_message_id, None);
+}
+
+/// [`send_error`], naming the conversation the refused frame was about.
+fn send_error_about(
+    core: &Core,
+    conn: &Conn,
+    code: ErrorCode,
+    message: &str,
+    temp_message_id: Option<&str>,
+    conversation_id: Option<&str>,
+) {
     core.metrics.error(code);
     conn.push(
         ServerEvent::Error {
             code: code.ws_code(),
             message,
             temp_message_id,
-            conversation_id: None,
+            conversation_id,
         }
         .encode(),
     );
@@ -518,16 +530,7 @@ fn on_typing(core: &Rc<Core>, conn: &Rc<Conn>, conversation_id: String, typing: 
             })
             .await;
         if let Err(e) = r {
-            core.metrics.error(e.code);
-            conn.push(
-                ServerEvent::Error {
-                    code: e.code.ws_code(),
-                    message: &e.message,
-                    temp_message_id: None,
-                    conversation_id: Some(&conversation),
-                }
-                .encode(),
-            );
+            send_error_about(&core, &conn, e.code, &e.message, None, Some(&conversation));
         }
     });
 }

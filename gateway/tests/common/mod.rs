@@ -633,7 +633,7 @@ pub fn start_binary(dir: &std::path::Path, extra: &[(&str, &str)]) -> Process {
 }
 
 /// The error envelope: `status`, `success: false`, `code` and a message.
-pub fn assert_error_envelope(r: &HttpResponse, status: u16, code: &str) {
+pub fn assert_error(r: &HttpResponse, status: u16, code: &str) {
     assert_eq!(r.status, status, "{}", r.text);
     assert_eq!(r.body["success"], false, "{}", r.text);
     assert_eq!(r.body["code"], code, "{}", r.text);
@@ -655,7 +655,7 @@ pub fn check_token_refresh(user: &Client, peer: &Client) -> Client {
     // no token, garbage: 401 AUTH_FAILED, and the server goes on
     for token in [None, Some("garbage"), Some("a.b.c")] {
         let r = with(token).post("/api/auth/refresh", &json!({}));
-        assert_error_envelope(&r, 401, "AUTH_FAILED");
+        assert_error(&r, 401, "AUTH_FAILED");
     }
     let conversation = peer.single_with(user);
     let mut live = user.ws();
@@ -678,8 +678,8 @@ pub fn check_token_refresh(user: &Client, peer: &Client) -> Client {
     };
 
     // the old token is revoked: requests, upgrades and a second refresh are refused
-    assert_error_envelope(&user.http().get("/api/users/info"), 401, "AUTH_FAILED");
-    assert_error_envelope(
+    assert_error(&user.http().get("/api/users/info"), 401, "AUTH_FAILED");
+    assert_error(
         &with(Some(&user.token)).post("/api/auth/refresh", &json!({})),
         401,
         "AUTH_FAILED",
@@ -872,9 +872,9 @@ pub fn check_user_search(addr: SocketAddr, searcher: &Client) {
         format!("q={stem}&after=x"),
     ] {
         let r = search(&bad);
-        assert_error_envelope(&r, 400, "INVALID_ARGUMENT");
+        assert_error(&r, 400, "INVALID_ARGUMENT");
     }
-    assert_error_envelope(
+    assert_error(
         &api.get(&format!("/api/users/search?q={stem}")),
         401,
         "AUTH_FAILED",
@@ -885,5 +885,5 @@ pub fn check_user_search(addr: SocketAddr, searcher: &Client) {
         .map(|_| search(&format!("q={stem}")))
         .find(|r| r.status != 200)
         .expect("40 searches at once must meet the per-user limit");
-    assert_error_envelope(&limited, 429, "RATE_LIMITED");
+    assert_error(&limited, 429, "RATE_LIMITED");
 }

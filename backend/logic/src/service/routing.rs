@@ -92,29 +92,38 @@ impl LogicService {
             (friend_ids, "friend-online"),
             (group_ids, "group-member-online"),
         ] {
-            if ids.is_empty() {
-                continue;
-            }
-            let located = fanout::locate_or_everywhere(
-                self.ports.cache.as_ref(),
-                self.ports.discovery.as_ref(),
-                &ids,
-            )
+            self.tell_online(&ids, &user_id.to_string(), |users| {
+                Body::Presence(pb::PresenceChange {
+                    recipient_user_ids: users,
+                    user_id,
+                    online,
+                    event: event.into(),
+                })
+            })
             .await?;
-            for (gw, users) in located.by_gateway {
-                send_downstream(
-                    self.ports.bus.as_ref(),
-                    &gw,
-                    &user_id.to_string(),
-                    Body::Presence(pb::PresenceChange {
-                        recipient_user_ids: users,
-                        user_id,
-                        online,
-                        event: event.into(),
-                    }),
-                )
-                .await?;
-            }
+        }
+        Ok(())
+    }
+
+    /// Sends `event(recipients)` under `key` to each gateway that holds online users of
+    /// `user_ids` (to every gateway when presence is unknown); nothing for no users.
+    async fn tell_online(
+        &self,
+        user_ids: &[i64],
+        key: &str,
+        event: impl Fn(Vec<i64>) -> Body,
+    ) -> Result<()> {
+        if user_ids.is_empty() {
+            return Ok(());
+        }
+        let located = fanout::locate_or_everywhere(
+            self.ports.cache.as_ref(),
+            self.ports.discovery.as_ref(),
+            user_ids,
+        )
+        .await?;
+        for (gw, users) in located.by_gateway {
+            send_downstream(self.ports.bus.as_ref(), &gw, key, event(users)).await?;
         }
         Ok(())
     }
@@ -398,29 +407,14 @@ pub(super) async fn typing(svc: &LogicService, req: pb::CallerTypingRequest) -> 
         .into_iter()
         .filter(|u| *u != req.caller_id)
         .collect();
-    if others.is_empty() {
-        return Ok(());
-    }
-    let located = fanout::locate_or_everywhere(
-        svc.ports.cache.as_ref(),
-        svc.ports.discovery.as_ref(),
-        &others,
-    )
-    .await?;
-    for (gw, users) in located.by_gateway {
-        send_downstream(
-            svc.ports.bus.as_ref(),
-            &gw,
-            &meta.conversation_id,
-            Body::Typing(pb::TypingIndicator {
-                recipient_user_ids: users,
-                conversation_id: meta.conversation_id.clone(),
-                user_id: req.caller_id,
-                username: req.username.clone(),
-                typing: req.typing,
-            }),
-        )
-        .await?;
-    }
-    Ok(())
+    svc.tell_online(&others, &meta.conversation_id, |users| {
+        Body::Typing(pb::TypingIndicator {
+            recipient_user_ids: users,
+            conversation_id: meta.conversation_id.clone(),
+            user_id: req.caller_id,
+            username: req.username.clone(),
+            typing: req.typing,
+        })
+    })
+    .await
 }
