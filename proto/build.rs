@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={p}");
     }
     tonic_prost_build::configure()
+        // notices are rare and large: boxed, they keep every downstream event small
+        .boxed(".ringchat.v1.DownstreamBatch.body.notice")
         .build_server(true)
         .build_client(true)
         .compile_protos(&protos, &["."])?;

@@ -304,6 +304,7 @@ fn kind(body: &Body) -> &'static str {
         Body::Revoked(_) => "token-revoked",
         Body::Resync(_) => "presence-resync",
         Body::Typing(_) => "typing",
+        Body::Notice(_) => "notice",
     }
 }
 
@@ -386,6 +387,24 @@ fn route(body: Body, metrics: &GatewayMetrics) -> Routed {
             users: t.recipient_user_ids,
             exclude: 0,
         },
+        Body::Notice(n) => {
+            use pb::notice::Event;
+            let frame = match &n.event {
+                Some(Event::FriendRequest(r)) => ServerEvent::FriendRequest(r.into()).encode(),
+                Some(Event::MembersAdded(m)) => ServerEvent::MemberAdded(m.into()).encode(),
+                Some(Event::MembersRemoved(m)) => ServerEvent::MemberRemoved(m.into()).encode(),
+                Some(Event::MembersUpdated(m)) => ServerEvent::MemberUpdated(m.into()).encode(),
+                Some(Event::ConversationUpdated(c)) => {
+                    ServerEvent::ConversationUpdated(c.into()).encode()
+                }
+                None => return Routed::Nothing,
+            };
+            Routed::Users {
+                frame,
+                users: n.recipient_user_ids,
+                exclude: 0,
+            }
+        }
     }
 }
 

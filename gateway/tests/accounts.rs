@@ -39,3 +39,10 @@ fn users_are_searched_by_name_prefix_paged_and_limited() {
     let searcher = sys.user("srch");
     check_user_search(sys.http, &searcher);
 }
+
+#[test]
+fn profiles_set_and_clear_nickname_and_avatar() {
+    let sys = System::start();
+    let (user, viewer) = (sys.user("pf"), sys.user("pf_view"));
+    check_profile(&user, &viewer);
+}

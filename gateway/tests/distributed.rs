@@ -331,6 +331,19 @@ impl Cluster {
         }
     }
 
+    fn guest(&self, gw: &str, name: &str) -> Client {
+        let addr = self.gateways[gw];
+        let r = Http { addr, token: None }.post("/api/auth/guest", &json!({ "guestName": name }));
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let data = &r.body["data"];
+        Client {
+            id: data["user"]["userId"].as_str().unwrap().to_string(),
+            name: data["user"]["username"].as_str().unwrap().to_string(),
+            token: data["token"].as_str().unwrap().to_string(),
+            addr,
+        }
+    }
+
     /// Discovery's live instances of a service, as etcdctl lists them.
     fn registered(&self, service: &str) -> Vec<String> {
         let out = self.etcdctl(&[
@@ -660,6 +673,32 @@ fn accounts_refresh_and_search_across_two_gateways() {
 
     // user search on MariaDB through im-repo, asked at the other gateway
     common::check_user_search(other, &b);
+}
+
+/// Profiles and friend requests across two gateways on the real engines: the checks of
+/// `accounts.rs` and `friends.rs`, with each `friend-request` event crossing Kafka.
+#[test]
+fn profiles_and_friend_requests_across_two_gateways() {
+    let cluster = Cluster::start(false);
+    let (p, viewer) = (cluster.user("gw-1", "pf"), cluster.user("gw-2", "pf_view"));
+    common::check_profile(&p, &viewer);
+    let a = cluster.user("gw-1", "fr_a");
+    let b = cluster.user("gw-2", "fr_b");
+    let c = cluster.user("gw-1", "fr_c");
+    let guest = cluster.guest("gw-2", "frg");
+    common::check_friend_requests(&a, &b, &c, &guest);
+}
+
+/// Conversation details and member management across two gateways on the real engines:
+/// the check of `friends.rs`, with each member event crossing Kafka.
+#[test]
+fn conversations_and_members_across_two_gateways() {
+    let cluster = Cluster::start(false);
+    let owner = cluster.user("gw-1", "cm_o");
+    let m1 = cluster.user("gw-2", "cm_1");
+    let m2 = cluster.user("gw-1", "cm_2");
+    let outsider = cluster.user("gw-2", "cm_x");
+    common::check_conversations_and_members(&owner, &m1, &m2, &outsider);
 }
 
 /// Typing indicators across two gateways on the real engines: the checks of `typing.rs`,

@@ -251,6 +251,9 @@ pub struct LogicConfig {
     /// burst.
     pub user_sends_per_sec: u32,
     pub user_sends_burst: u32,
+    /// The v1 `POST /api/friends` sends a friend request (the other side accepts) instead
+    /// of making friends at once. Off by default: the GoChat web client expects friends.
+    pub friends_need_consent: bool,
 }
 
 impl LogicConfig {
@@ -272,6 +275,7 @@ impl Default for LogicConfig {
             retry_budget_secs: 30,
             user_sends_per_sec: 100,
             user_sends_burst: 200,
+            friends_need_consent: false,
         }
     }
 }

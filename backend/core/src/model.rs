@@ -199,6 +199,46 @@ impl HistoryQuery {
     }
 }
 
+/// The error for a user who is not in a group.
+pub fn not_in_group(group_id: i64, user_id: i64) -> Error {
+    Error::new(
+        crate::ErrorCode::NotFound,
+        format!("user {user_id} is not a member of group {group_id}"),
+    )
+}
+
+/// Friend request statuses (GoChat 2.0).
+pub const REQUEST_PENDING: i32 = 0;
+pub const REQUEST_ACCEPTED: i32 = 1;
+pub const REQUEST_REJECTED: i32 = 2;
+pub const REQUEST_BLOCKED: i32 = 3;
+
+/// The error for a request that is not the caller's to answer (or does not exist).
+pub fn no_friend_request(request_id: i64) -> Error {
+    Error::new(
+        crate::ErrorCode::NotFound,
+        format!("no friend request {request_id} was sent to you"),
+    )
+}
+
+/// After an answer: the request must now be in the answered status (a pending one took
+/// it, or it had it already); otherwise it was answered differently before (`CONFLICT`).
+pub fn check_answered(request: &pb::FriendRequest, status: i32) -> Result<()> {
+    if request.status == status {
+        return Ok(());
+    }
+    let was = match request.status {
+        REQUEST_ACCEPTED => "accepted",
+        REQUEST_REJECTED => "rejected",
+        REQUEST_BLOCKED => "blocked",
+        _ => "pending",
+    };
+    Err(Error::new(
+        crate::ErrorCode::Conflict,
+        format!("friend request {} was already {was}", request.request_id),
+    ))
+}
+
 /// A SQL `LIKE` pattern for names starting with `prefix`, with `!` as the escape character
 /// (`... LIKE ? ESCAPE '!'`): `%`, `_` and `!` in the prefix match themselves.
 pub fn like_prefix(prefix: &str) -> String {

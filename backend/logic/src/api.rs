@@ -38,13 +38,61 @@ pub trait LogicApi: Send + Sync + 'static {
     /// chats and groups up to the large-group threshold); nothing is stored.
     async fn typing(&self, req: pb::CallerTypingRequest) -> Result<()>;
 
-    async fn add_friend(&self, req: pb::TargetUserRequest) -> Result<pb::ConversationView>;
+    /// Sets the caller's avatar and nickname (the fields given).
+    async fn update_profile(&self, req: pb::CallerUpdateProfileRequest) -> Result<pb::User>;
+
+    /// The v1 "add friend": friends at once, or a friend request when
+    /// `logic.friends_need_consent` is set (the result has a conversation once friends).
+    async fn add_friend(&self, req: pb::TargetUserRequest) -> Result<pb::FriendRequestResult>;
+    /// A friend request to the target, who is told with a `friend-request` event; one that
+    /// meets the target's own pending request to the caller accepts it instead.
+    async fn send_friend_request(
+        &self,
+        req: pb::CallerFriendRequest,
+    ) -> Result<pb::FriendRequestResult>;
+    async fn list_friend_requests(
+        &self,
+        req: pb::CallerFriendRequestsQuery,
+    ) -> Result<pb::FriendRequestList>;
+    /// The target's answer (accept, reject, block); accepting makes the two friends.
+    async fn answer_friend_request(
+        &self,
+        req: pb::CallerFriendRequestAnswer,
+    ) -> Result<pb::FriendRequestResult>;
     async fn list_friends(&self, req: pb::CallerRequest) -> Result<pb::FriendList>;
 
     async fn create_group(&self, req: pb::CallerCreateGroupRequest) -> Result<pb::GroupCreated>;
     async fn get_group(&self, req: pb::CallerGroupRequest) -> Result<pb::Group>;
     async fn add_group_members(&self, req: pb::CallerGroupMembersRequest) -> Result<pb::Group>;
     async fn remove_group_member(&self, req: pb::CallerGroupMemberRequest) -> Result<pb::Group>;
+
+    /// A conversation of the caller with a group's description, owner and the caller's role.
+    async fn get_conversation(
+        &self,
+        req: pb::CallerConversationRequest,
+    ) -> Result<pb::ConversationDetails>;
+    /// Renames, describes or re-avatars a group (owner or admin); tells the members.
+    async fn update_conversation(
+        &self,
+        req: pb::CallerUpdateConversationRequest,
+    ) -> Result<pb::ConversationDetails>;
+    /// Hides a single chat from the caller's list; dissolves a group (its owner) or leaves
+    /// it (anyone else).
+    async fn delete_conversation(
+        &self,
+        req: pb::CallerConversationRequest,
+    ) -> Result<pb::ConversationDeleted>;
+    /// A conversation's members by user id, paged.
+    async fn list_members(&self, req: pb::CallerMembersQuery) -> Result<pb::MemberPage>;
+    /// Adds members to a group (owner or admin); returns those added.
+    async fn add_members(
+        &self,
+        req: pb::CallerConversationMembersRequest,
+    ) -> Result<pb::MemberPage>;
+    /// The owner sets a member's role (3: hands the group over).
+    async fn set_member_role(&self, req: pb::CallerMemberRoleRequest) -> Result<pb::GroupMember>;
+    /// Removes a member, or the caller leaves, with the role checks.
+    async fn remove_member(&self, req: pb::CallerConversationMemberRequest) -> Result<()>;
 
     async fn user_connected(&self, req: pb::PresenceRequest) -> Result<()>;
     async fn user_disconnected(&self, req: pb::PresenceRequest) -> Result<()>;

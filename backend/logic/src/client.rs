@@ -95,8 +95,29 @@ impl LogicApi for GrpcLogic {
     async fn send_message(&self, req: pb::SendMessageRequest) -> Result<pb::ChatMessage> {
         unwrap(self.c().send_message(req).await)
     }
-    async fn add_friend(&self, req: pb::TargetUserRequest) -> Result<pb::ConversationView> {
+    async fn update_profile(&self, req: pb::CallerUpdateProfileRequest) -> Result<pb::User> {
+        unwrap(self.c().update_profile(req).await)
+    }
+    async fn add_friend(&self, req: pb::TargetUserRequest) -> Result<pb::FriendRequestResult> {
         unwrap(self.c().add_friend(req).await)
+    }
+    async fn send_friend_request(
+        &self,
+        req: pb::CallerFriendRequest,
+    ) -> Result<pb::FriendRequestResult> {
+        unwrap(self.c().send_friend_request(req).await)
+    }
+    async fn list_friend_requests(
+        &self,
+        req: pb::CallerFriendRequestsQuery,
+    ) -> Result<pb::FriendRequestList> {
+        unwrap(self.c().list_friend_requests(req).await)
+    }
+    async fn answer_friend_request(
+        &self,
+        req: pb::CallerFriendRequestAnswer,
+    ) -> Result<pb::FriendRequestResult> {
+        unwrap(self.c().answer_friend_request(req).await)
     }
     async fn list_friends(&self, req: pb::CallerRequest) -> Result<pb::FriendList> {
         unwrap(self.c().list_friends(req).await)
@@ -112,6 +133,39 @@ impl LogicApi for GrpcLogic {
     }
     async fn remove_group_member(&self, req: pb::CallerGroupMemberRequest) -> Result<pb::Group> {
         unwrap(self.c().remove_group_member(req).await)
+    }
+    async fn get_conversation(
+        &self,
+        req: pb::CallerConversationRequest,
+    ) -> Result<pb::ConversationDetails> {
+        unwrap(self.c().get_conversation(req).await)
+    }
+    async fn update_conversation(
+        &self,
+        req: pb::CallerUpdateConversationRequest,
+    ) -> Result<pb::ConversationDetails> {
+        unwrap(self.c().update_conversation(req).await)
+    }
+    async fn delete_conversation(
+        &self,
+        req: pb::CallerConversationRequest,
+    ) -> Result<pb::ConversationDeleted> {
+        unwrap(self.c().delete_conversation(req).await)
+    }
+    async fn list_members(&self, req: pb::CallerMembersQuery) -> Result<pb::MemberPage> {
+        unwrap(self.c().list_members(req).await)
+    }
+    async fn add_members(
+        &self,
+        req: pb::CallerConversationMembersRequest,
+    ) -> Result<pb::MemberPage> {
+        unwrap(self.c().add_members(req).await)
+    }
+    async fn set_member_role(&self, req: pb::CallerMemberRoleRequest) -> Result<pb::GroupMember> {
+        unwrap(self.c().set_member_role(req).await)
+    }
+    async fn remove_member(&self, req: pb::CallerConversationMemberRequest) -> Result<()> {
+        unwrap(self.c().remove_member(req).await).map(|_| ())
     }
     async fn user_connected(&self, req: pb::PresenceRequest) -> Result<()> {
         unwrap(self.c().user_connected(req).await).map(|_| ())

@@ -107,8 +107,29 @@ impl Logic for LogicGrpc {
     async fn send_message(&self, r: Request<pb::SendMessageRequest>) -> R<pb::ChatMessage> {
         ok(self.api.send_message(r.into_inner()).await)
     }
-    async fn add_friend(&self, r: Request<pb::TargetUserRequest>) -> R<pb::ConversationView> {
+    async fn update_profile(&self, r: Request<pb::CallerUpdateProfileRequest>) -> R<pb::User> {
+        ok(self.api.update_profile(r.into_inner()).await)
+    }
+    async fn add_friend(&self, r: Request<pb::TargetUserRequest>) -> R<pb::FriendRequestResult> {
         ok(self.api.add_friend(r.into_inner()).await)
+    }
+    async fn send_friend_request(
+        &self,
+        r: Request<pb::CallerFriendRequest>,
+    ) -> R<pb::FriendRequestResult> {
+        ok(self.api.send_friend_request(r.into_inner()).await)
+    }
+    async fn list_friend_requests(
+        &self,
+        r: Request<pb::CallerFriendRequestsQuery>,
+    ) -> R<pb::FriendRequestList> {
+        ok(self.api.list_friend_requests(r.into_inner()).await)
+    }
+    async fn answer_friend_request(
+        &self,
+        r: Request<pb::CallerFriendRequestAnswer>,
+    ) -> R<pb::FriendRequestResult> {
+        ok(self.api.answer_friend_request(r.into_inner()).await)
     }
     async fn list_friends(&self, r: Request<pb::CallerRequest>) -> R<pb::FriendList> {
         ok(self.api.list_friends(r.into_inner()).await)
@@ -124,6 +145,43 @@ impl Logic for LogicGrpc {
     }
     async fn remove_group_member(&self, r: Request<pb::CallerGroupMemberRequest>) -> R<pb::Group> {
         ok(self.api.remove_group_member(r.into_inner()).await)
+    }
+    async fn get_conversation(
+        &self,
+        r: Request<pb::CallerConversationRequest>,
+    ) -> R<pb::ConversationDetails> {
+        ok(self.api.get_conversation(r.into_inner()).await)
+    }
+    async fn update_conversation(
+        &self,
+        r: Request<pb::CallerUpdateConversationRequest>,
+    ) -> R<pb::ConversationDetails> {
+        ok(self.api.update_conversation(r.into_inner()).await)
+    }
+    async fn delete_conversation(
+        &self,
+        r: Request<pb::CallerConversationRequest>,
+    ) -> R<pb::ConversationDeleted> {
+        ok(self.api.delete_conversation(r.into_inner()).await)
+    }
+    async fn list_members(&self, r: Request<pb::CallerMembersQuery>) -> R<pb::MemberPage> {
+        ok(self.api.list_members(r.into_inner()).await)
+    }
+    async fn add_members(
+        &self,
+        r: Request<pb::CallerConversationMembersRequest>,
+    ) -> R<pb::MemberPage> {
+        ok(self.api.add_members(r.into_inner()).await)
+    }
+    async fn set_member_role(&self, r: Request<pb::CallerMemberRoleRequest>) -> R<pb::GroupMember> {
+        ok(self.api.set_member_role(r.into_inner()).await)
+    }
+    async fn remove_member(&self, r: Request<pb::CallerConversationMemberRequest>) -> R<pb::Empty> {
+        ok(self
+            .api
+            .remove_member(r.into_inner())
+            .await
+            .map(|()| pb::Empty {}))
     }
     async fn user_connected(&self, r: Request<pb::PresenceRequest>) -> R<pb::Empty> {
         empty(self.api.user_connected(r.into_inner()).await)

@@ -282,7 +282,9 @@ async fn friends_and_online_status() {
             target_user_id: y.id(),
         })
         .await
-        .unwrap();
+        .unwrap()
+        .conversation
+        .expect("friends at once: the conversation");
     assert_eq!(view.r#type, pb::ConversationType::Single as i32);
     let gw = b.gateway().await;
     let conn = gw.connect(&y).await;

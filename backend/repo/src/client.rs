@@ -98,6 +98,21 @@ impl Store for GrpcStore {
         )
         .map(|l| l.users)
     }
+    async fn update_profile(&self, req: pb::UpdateProfileRequest) -> Result<pb::User> {
+        unwrap(self.c().update_profile(req).await)
+    }
+    async fn send_friend_request(
+        &self,
+        req: pb::NewFriendRequest,
+    ) -> Result<pb::FriendRequestSent> {
+        unwrap(self.c().send_friend_request(req).await)
+    }
+    async fn friend_requests(&self, q: pb::FriendRequestsQuery) -> Result<Vec<pb::FriendRequest>> {
+        unwrap(self.c().list_friend_requests(q).await).map(|l| l.requests)
+    }
+    async fn answer_friend_request(&self, a: pb::FriendRequestAnswer) -> Result<pb::FriendRequest> {
+        unwrap(self.c().answer_friend_request(a).await)
+    }
     async fn add_friend(&self, user_id: i64, other_user_id: i64) -> Result<pb::ConversationMeta> {
         unwrap(
             self.c()
@@ -163,6 +178,28 @@ impl Store for GrpcStore {
                     group_id,
                     user_id,
                     role: role as i32,
+                })
+                .await,
+        )
+        .map(|_| ())
+    }
+    async fn update_group(&self, req: pb::UpdateGroupRequest) -> Result<pb::Group> {
+        unwrap(self.c().update_group(req).await)
+    }
+    async fn dissolve_group(&self, group_id: i64) -> Result<Vec<i64>> {
+        unwrap(
+            self.c()
+                .dissolve_group(pb::GroupIdRequest { group_id })
+                .await,
+        )
+        .map(|l| l.user_ids)
+    }
+    async fn hide_conversation(&self, conversation_id: &str, user_id: i64) -> Result<()> {
+        unwrap(
+            self.c()
+                .hide_conversation(pb::MemberRequest {
+                    conversation_id: conversation_id.to_string(),
+                    user_id,
                 })
                 .await,
         )

@@ -96,6 +96,31 @@ impl Repo for RepoService {
             .await
             .map(|users| pb::UserList { users }))
     }
+    async fn update_profile(&self, r: Request<pb::UpdateProfileRequest>) -> R<pb::User> {
+        ok(self.store.update_profile(r.into_inner()).await)
+    }
+    async fn send_friend_request(
+        &self,
+        r: Request<pb::NewFriendRequest>,
+    ) -> R<pb::FriendRequestSent> {
+        ok(self.store.send_friend_request(r.into_inner()).await)
+    }
+    async fn list_friend_requests(
+        &self,
+        r: Request<pb::FriendRequestsQuery>,
+    ) -> R<pb::FriendRequestList> {
+        ok(self
+            .store
+            .friend_requests(r.into_inner())
+            .await
+            .map(|requests| pb::FriendRequestList { requests }))
+    }
+    async fn answer_friend_request(
+        &self,
+        r: Request<pb::FriendRequestAnswer>,
+    ) -> R<pb::FriendRequest> {
+        ok(self.store.answer_friend_request(r.into_inner()).await)
+    }
     async fn add_friend(&self, r: Request<pb::UserPairRequest>) -> R<pb::ConversationMeta> {
         let r = r.into_inner();
         ok(self.store.add_friend(r.user_id, r.other_user_id).await)
@@ -146,6 +171,24 @@ impl Repo for RepoService {
         ok(self
             .store
             .set_group_role(r.group_id, r.user_id, role)
+            .await
+            .map(|()| pb::Empty {}))
+    }
+    async fn update_group(&self, r: Request<pb::UpdateGroupRequest>) -> R<pb::Group> {
+        ok(self.store.update_group(r.into_inner()).await)
+    }
+    async fn dissolve_group(&self, r: Request<pb::GroupIdRequest>) -> R<pb::UserIdList> {
+        ok(self
+            .store
+            .dissolve_group(r.into_inner().group_id)
+            .await
+            .map(|user_ids| pb::UserIdList { user_ids }))
+    }
+    async fn hide_conversation(&self, r: Request<pb::MemberRequest>) -> R<pb::Empty> {
+        let r = r.into_inner();
+        ok(self
+            .store
+            .hide_conversation(&r.conversation_id, r.user_id)
             .await
             .map(|()| pb::Empty {}))
     }

@@ -14,6 +14,7 @@ mod auth;
 mod conversations;
 mod friends;
 mod groups;
+mod members;
 mod messages;
 mod users;
 
@@ -45,16 +46,27 @@ enum Op {
     Logout,
     Refresh,
     Me,
+    UpdateProfile,
     Online,
     SearchUsers,
     UserByName,
     Conversations,
     OpenSingle,
+    ConversationDetails,
+    UpdateConversation,
+    DeleteConversation,
+    Members,
+    AddConversationMembers,
+    SetMemberRole,
+    RemoveConversationMember,
     History,
     MarkRead,
     Send,
     AddFriend,
     Friends,
+    SendFriendRequest,
+    FriendRequests,
+    AnswerFriendRequest,
     CreateGroup,
     Group,
     AddMembers,
@@ -83,11 +95,48 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/auth/refresh", Op::Refresh),
     r("GET", "/api/users/info", Op::Me),
     r("GET", "/api/user/info", Op::Me),
+    r("GET", "/api/users/profile", Op::Me),
+    r("PUT", "/api/users/profile", Op::UpdateProfile),
     r("GET", "/api/users/status/online", Op::Online),
     r("GET", "/api/users/search", Op::SearchUsers),
     r("GET", "/api/users/{username}", Op::UserByName),
     r("GET", "/api/conversations", Op::Conversations),
     r("POST", "/api/conversations", Op::OpenSingle),
+    r(
+        "GET",
+        "/api/conversations/{conversationId}",
+        Op::ConversationDetails,
+    ),
+    r(
+        "PUT",
+        "/api/conversations/{conversationId}",
+        Op::UpdateConversation,
+    ),
+    r(
+        "DELETE",
+        "/api/conversations/{conversationId}",
+        Op::DeleteConversation,
+    ),
+    r(
+        "GET",
+        "/api/conversations/{conversationId}/members",
+        Op::Members,
+    ),
+    r(
+        "POST",
+        "/api/conversations/{conversationId}/members",
+        Op::AddConversationMembers,
+    ),
+    r(
+        "PUT",
+        "/api/conversations/{conversationId}/members/{userId}",
+        Op::SetMemberRole,
+    ),
+    r(
+        "DELETE",
+        "/api/conversations/{conversationId}/members/{userId}",
+        Op::RemoveConversationMember,
+    ),
     r(
         "GET",
         "/api/conversations/{conversationId}/messages",
@@ -106,6 +155,13 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/messages", Op::Send),
     r("POST", "/api/friends", Op::AddFriend),
     r("GET", "/api/friends", Op::Friends),
+    r("POST", "/api/friends/requests", Op::SendFriendRequest),
+    r("GET", "/api/friends/requests", Op::FriendRequests),
+    r(
+        "PUT",
+        "/api/friends/requests/{requestId}",
+        Op::AnswerFriendRequest,
+    ),
     r("POST", "/api/groups", Op::CreateGroup),
     r("GET", "/api/groups/{groupId}", Op::Group),
     r("POST", "/api/groups/{groupId}/members", Op::AddMembers),
@@ -224,16 +280,27 @@ async fn handle(core: &Rc<Core>, req: &Request, op: Op, params: Vec<String>) -> 
         Op::Logout => auth::logout(&cx).await,
         Op::Refresh => auth::refresh(&cx).await,
         Op::Me => users::me(&cx).await,
+        Op::UpdateProfile => users::update_profile(&cx).await,
         Op::Online => users::online(&cx).await,
         Op::SearchUsers => users::search(&cx).await,
         Op::UserByName => users::by_name(&cx).await,
         Op::Conversations => conversations::list(&cx).await,
         Op::OpenSingle => conversations::open_single(&cx).await,
+        Op::ConversationDetails => members::details(&cx).await,
+        Op::UpdateConversation => members::update(&cx).await,
+        Op::DeleteConversation => members::delete(&cx).await,
+        Op::Members => members::list(&cx).await,
+        Op::AddConversationMembers => members::add(&cx).await,
+        Op::SetMemberRole => members::set_role(&cx).await,
+        Op::RemoveConversationMember => members::remove(&cx).await,
         Op::History => messages::history(&cx).await,
         Op::MarkRead => messages::mark_read(&cx).await,
         Op::Send => messages::send(&cx).await,
         Op::AddFriend => friends::add(&cx).await,
         Op::Friends => friends::list(&cx).await,
+        Op::SendFriendRequest => friends::send_request(&cx).await,
+        Op::FriendRequests => friends::list_requests(&cx).await,
+        Op::AnswerFriendRequest => friends::answer_request(&cx).await,
         Op::CreateGroup => groups::create(&cx).await,
         Op::Group => groups::get(&cx).await,
         Op::AddMembers => groups::add_members(&cx).await,
@@ -318,7 +385,6 @@ impl Ctx<'_> {
     }
 }
 
-/// A required string field of a JSON body.
 /// An integer query parameter; absent or empty is None.
 fn query_int(cx: &Ctx<'_>, key: &str) -> Result<Option<i64>> {
     match cx.req.query_param(key) {
@@ -331,6 +397,17 @@ fn query_int(cx: &Ctx<'_>, key: &str) -> Result<Option<i64>> {
     }
 }
 
+/// An optional string field of a JSON body: absent or `null` is None; any other type is
+/// a 400.
+fn opt_str_field(v: &Value, key: &str) -> Result<Option<String>> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Error::invalid(format!("{key} must be a string"))),
+    }
+}
+
+/// A required string field of a JSON body.
 fn str_field(v: &Value, key: &str) -> Result<String> {
     v.get(key)
         .and_then(Value::as_str)

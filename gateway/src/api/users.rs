@@ -5,13 +5,44 @@ use std::collections::BTreeMap;
 
 use ringchat_proto as pb;
 
-use super::{query_int, Ctx, Reply};
+use super::{opt_str_field, query_int, Ctx, Reply};
 use crate::http::Response;
 use crate::protocol::objects::User;
 
+/// The caller as stored now (a token's session remembers the user as it was at login).
 pub(super) async fn me(cx: &Ctx<'_>) -> Reply {
-    let u = cx.as_caller(|_, caller| async move { Ok(caller) }).await?;
+    let u = cx
+        .as_caller(|l, caller| async move {
+            l.get_user(pb::GetUserRequest {
+                caller_id: caller.user_id,
+                user_id: caller.user_id,
+                username: String::new(),
+            })
+            .await
+        })
+        .await?;
     Ok(Response::ok(200, "ok", User::from(&u)))
+}
+
+/// `PUT /api/users/profile {avatar?, nickname?}`: sets the fields given (an empty string
+/// clears one) and answers the user.
+pub(super) async fn update_profile(cx: &Ctx<'_>) -> Reply {
+    let body = cx.body()?;
+    let (avatar, nickname) = (
+        opt_str_field(&body, "avatar")?,
+        opt_str_field(&body, "nickname")?,
+    );
+    let u = cx
+        .as_caller(move |l, caller| async move {
+            l.update_profile(pb::CallerUpdateProfileRequest {
+                caller_id: caller.user_id,
+                avatar,
+                nickname,
+            })
+            .await
+        })
+        .await?;
+    Ok(Response::ok(200, "profile updated", User::from(&u)))
 }
 
 /// `{"<userId>": true|false}` for the caller's friends and group peers (contract v1.1:

@@ -14,7 +14,7 @@ use ringchat_proto as pb;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::objects::Message;
+use super::objects::{ConversationChanged, FriendRequest, MembersChanged, Message};
 use crate::frame;
 
 /// A JSON scalar that clients send either as a string or as a number (ids, message
@@ -278,6 +278,16 @@ pub enum ServerEvent<'a> {
         username: &'a str,
         is_typing: bool,
     },
+    /// A friend request to this user, or the answer to one this user sent.
+    FriendRequest(FriendRequest<'a>),
+    /// Members joined a group (the new ones get it too).
+    MemberAdded(MembersChanged<'a>),
+    /// Members left or were removed (the removed ones get it too).
+    MemberRemoved(MembersChanged<'a>),
+    /// Members' roles changed.
+    MemberUpdated(MembersChanged<'a>),
+    /// A group was renamed, described, handed over or dissolved.
+    ConversationUpdated(ConversationChanged<'a>),
     Pong {},
     Error {
         /// Always one of the contract's WebSocket codes ([`ErrorCode::ws_code`]).

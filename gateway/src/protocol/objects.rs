@@ -35,6 +35,8 @@ pub struct User<'a> {
     pub username: &'a str,
     pub avatar: &'a str,
     pub is_guest: bool,
+    /// The display name the user chose; empty when none (show the username).
+    pub nickname: &'a str,
 }
 
 impl<'a> From<&'a pb::User> for User<'a> {
@@ -44,6 +46,39 @@ impl<'a> From<&'a pb::User> for User<'a> {
             username: &u.username,
             avatar: &u.avatar,
             is_guest: u.is_guest,
+            nickname: &u.nickname,
+        }
+    }
+}
+
+/// A friend request (GoChat 2.0): status 0 pending, 1 accepted, 2 rejected, 3 blocked;
+/// times are unix seconds.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FriendRequest<'a> {
+    pub id: String,
+    pub requester_id: String,
+    pub target_id: String,
+    pub status: i32,
+    pub message: &'a str,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub requester: Option<User<'a>>,
+    pub target: Option<User<'a>>,
+}
+
+impl<'a> From<&'a pb::FriendRequest> for FriendRequest<'a> {
+    fn from(r: &'a pb::FriendRequest) -> Self {
+        FriendRequest {
+            id: r.request_id.to_string(),
+            requester_id: r.requester_id.to_string(),
+            target_id: r.target_id.to_string(),
+            status: r.status,
+            message: &r.message,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            requester: r.requester.as_ref().map(User::from),
+            target: r.target.as_ref().map(User::from),
         }
     }
 }
@@ -183,6 +218,19 @@ pub struct GroupMember<'a> {
     pub username: &'a str,
     pub avatar: &'a str,
     pub role: &'static str,
+    pub nickname: &'a str,
+}
+
+impl<'a> From<&'a pb::GroupMember> for GroupMember<'a> {
+    fn from(m: &'a pb::GroupMember) -> Self {
+        GroupMember {
+            user_id: m.user_id.to_string(),
+            username: &m.username,
+            avatar: &m.avatar,
+            role: role_name(m.role),
+            nickname: &m.nickname,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -195,6 +243,7 @@ pub struct Group<'a> {
     pub conversation_id: &'a str,
     pub member_count: usize,
     pub members: Vec<GroupMember<'a>>,
+    pub description: &'a str,
 }
 
 impl<'a> From<&'a pb::Group> for Group<'a> {
@@ -206,16 +255,86 @@ impl<'a> From<&'a pb::Group> for Group<'a> {
             owner_id: g.owner_id.to_string(),
             conversation_id: &g.conversation_id,
             member_count: g.members.len(),
-            members: g
-                .members
-                .iter()
-                .map(|m| GroupMember {
-                    user_id: m.user_id.to_string(),
-                    username: &m.username,
-                    avatar: &m.avatar,
-                    role: role_name(m.role),
-                })
-                .collect(),
+            members: g.members.iter().map(GroupMember::from).collect(),
+            description: &g.description,
+        }
+    }
+}
+
+/// A conversation with its details (GoChat 2.0): the list row's fields, plus a group's
+/// description and owner and the caller's role in it (`null` outside groups).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationDetails<'a> {
+    #[serde(flatten)]
+    pub conversation: Option<Conversation<'a>>,
+    pub description: &'a str,
+    pub owner_id: Option<String>,
+    pub my_role: Option<&'static str>,
+    pub member_count: i64,
+}
+
+impl<'a> From<&'a pb::ConversationDetails> for ConversationDetails<'a> {
+    fn from(d: &'a pb::ConversationDetails) -> Self {
+        let group = d.my_role != pb::GroupRole::Unspecified as i32;
+        ConversationDetails {
+            conversation: d.conversation.as_ref().map(Conversation::from),
+            description: &d.description,
+            owner_id: group.then(|| d.owner_id.to_string()),
+            my_role: group.then(|| role_name(d.my_role)),
+            member_count: d.member_count,
+        }
+    }
+}
+
+/// `member-added`, `member-removed` and `member-updated` events.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MembersChanged<'a> {
+    pub conversation_id: &'a str,
+    pub group_id: String,
+    pub members: Vec<GroupMember<'a>>,
+    pub by_user_id: String,
+}
+
+impl<'a> From<&'a pb::MembersChanged> for MembersChanged<'a> {
+    fn from(m: &'a pb::MembersChanged) -> Self {
+        MembersChanged {
+            conversation_id: &m.conversation_id,
+            group_id: m.group_id.to_string(),
+            members: m.members.iter().map(GroupMember::from).collect(),
+            by_user_id: m.by_user_id.to_string(),
+        }
+    }
+}
+
+/// The `conversation-updated` event: a group's details after a change.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationChanged<'a> {
+    pub conversation_id: &'a str,
+    pub group_id: String,
+    pub group_name: &'a str,
+    pub avatar: &'a str,
+    pub description: &'a str,
+    pub owner_id: String,
+    pub member_count: i64,
+    pub dissolved: bool,
+    pub by_user_id: String,
+}
+
+impl<'a> From<&'a pb::ConversationChanged> for ConversationChanged<'a> {
+    fn from(c: &'a pb::ConversationChanged) -> Self {
+        ConversationChanged {
+            conversation_id: &c.conversation_id,
+            group_id: c.group_id.to_string(),
+            group_name: &c.name,
+            avatar: &c.avatar,
+            description: &c.description,
+            owner_id: c.owner_id.to_string(),
+            member_count: c.member_count,
+            dissolved: c.dissolved,
+            by_user_id: c.by_user_id.to_string(),
         }
     }
 }
@@ -305,6 +424,7 @@ mod tests {
             unread_count: 1,
             last_seq: 3,
             read_seq: 2,
+            ..Default::default()
         };
         let v = serde_json::to_value(Conversation::from(&view)).unwrap();
         assert_eq!(v["lastMessage"], "hi");

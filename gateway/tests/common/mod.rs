@@ -887,3 +887,523 @@ pub fn check_user_search(addr: SocketAddr, searcher: &Client) {
         .expect("40 searches at once must meet the per-user limit");
     assert_error(&limited, 429, "RATE_LIMITED");
 }
+
+/// `GET/PUT /api/users/profile` end to end against any running system (both profiles run
+/// it): `user` sets and clears its nickname and avatar; `viewer` (on its own gateway) sees
+/// them in `GET /api/users/{username}`; bad input gets precise 400s and changes nothing.
+pub fn check_profile(user: &Client, viewer: &Client) {
+    let r = user.http().get("/api/users/profile");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["userId"], user.id.as_str(), "{}", r.text);
+    assert_eq!(r.body["data"]["nickname"], "", "{}", r.text);
+
+    let avatar = "https://img.example/z.png";
+    let r = user.http().put(
+        "/api/users/profile",
+        &json!({ "nickname": "  Zoë 🐙 ", "avatar": avatar }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["nickname"], "Zoë 🐙", "{}", r.text);
+    assert_eq!(r.body["data"]["avatar"], avatar, "{}", r.text);
+    assert_eq!(r.body["data"]["username"], user.name.as_str(), "{}", r.text);
+    // the caller's own reads and another user's lookup see it at once
+    for path in ["/api/users/profile", "/api/users/info"] {
+        let r = user.http().get(path);
+        assert_eq!(r.body["data"]["nickname"], "Zoë 🐙", "{path}: {}", r.text);
+        assert_eq!(r.body["data"]["avatar"], avatar, "{path}: {}", r.text);
+    }
+    let seen = viewer.http().get(&format!("/api/users/{}", user.name));
+    assert_eq!(seen.status, 200, "{}", seen.text);
+    assert_eq!(seen.body["data"]["nickname"], "Zoë 🐙", "{}", seen.text);
+
+    // a field left out stays; an empty string clears
+    let r = user
+        .http()
+        .put("/api/users/profile", &json!({ "nickname": "" }));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["nickname"], "", "{}", r.text);
+    assert_eq!(r.body["data"]["avatar"], avatar, "{}", r.text);
+    let r = user
+        .http()
+        .put("/api/users/profile", &json!({ "nickname": "Kept" }));
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // bad input: a precise 400 each, and the profile is as it was
+    for bad in [
+        json!({}),
+        json!({ "nickname": 5 }),
+        json!({ "avatar": ["x"] }),
+        json!({ "nickname": "n".repeat(33) }),
+        json!({ "nickname": "evil\u{202e}name" }),
+        json!({ "nickname": "zero\u{200b}width" }),
+        json!({ "avatar": "javascript:alert(1)" }),
+        json!({ "avatar": format!("https://x.example/{}", "a".repeat(600)) }),
+        json!([1, 2]),
+    ] {
+        let r = user.http().put("/api/users/profile", &bad);
+        assert_error(&r, 400, "INVALID_ARGUMENT");
+    }
+    let r = user.http().get("/api/users/profile");
+    assert_eq!(r.body["data"]["nickname"], "Kept", "{}", r.text);
+    assert_eq!(r.body["data"]["avatar"], avatar, "{}", r.text);
+    let anon = Http {
+        addr: user.addr,
+        token: None,
+    };
+    assert_error(
+        &anon.put("/api/users/profile", &json!({ "nickname": "x" })),
+        401,
+        "AUTH_FAILED",
+    );
+}
+
+fn request_of(r: &HttpResponse) -> Value {
+    r.body["data"]["request"].clone()
+}
+
+/// The next `friend-request` event a connection gets whose request matches `pred`.
+fn friend_event(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    ws.wait_for(what, |e| e["type"] == "friend-request" && pred(&e["data"]))["data"].clone()
+}
+
+/// Friend requests with consent end to end against any running system (both profiles run
+/// it): `a`, `b` and `c` are fresh registered users (on any gateways), `guest` a guest.
+/// `a` asks `b`, who is told, lists and accepts; `a` is told and the two are friends. `c`
+/// is rejected (and told), asks again (the request reopens), is blocked (and not told),
+/// and is then refused. `a` and `c` ask each other: the second request accepts the first.
+pub fn check_friend_requests(a: &Client, b: &Client, c: &Client, guest: &Client) {
+    let (mut wa, mut wb, mut wc) = (a.ws(), b.ws(), c.ws());
+    let ask = |from: &Client, to: &Client, message: &str| {
+        from.http().post(
+            "/api/friends/requests",
+            &json!({ "targetUserId": to.id, "message": message }),
+        )
+    };
+    let answer = |by: &Client, id: &str, action: &str| {
+        by.http().put(
+            &format!("/api/friends/requests/{id}"),
+            &json!({ "action": action }),
+        )
+    };
+    let ids_in = |r: &HttpResponse| -> Vec<String> {
+        r.body["data"]["requests"]
+            .as_array()
+            .unwrap_or_else(|| panic!("requests in {}", r.text))
+            .iter()
+            .map(|q| q["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let friend_ids = |who: &Client| -> Vec<String> {
+        let r = who.http().get("/api/friends");
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["userId"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // a asks b: 201 with the request; b's socket is told
+    let r = ask(a, b, "hi b");
+    assert_eq!(r.status, 201, "{}", r.text);
+    let q = request_of(&r);
+    let id = q["id"].as_str().expect("a request id").to_string();
+    assert_eq!(q["requesterId"], a.id.as_str(), "{q}");
+    assert_eq!(q["targetId"], b.id.as_str(), "{q}");
+    assert_eq!(q["status"], 0, "{q}");
+    assert_eq!(q["message"], "hi b", "{q}");
+    assert_eq!(q["requester"]["username"], a.name.as_str(), "{q}");
+    assert!(q["createdAt"].as_i64().unwrap() > 1_600_000_000, "{q}");
+    let told = friend_event(&mut wb, "b told of a's request", |d| d["id"] == id.as_str());
+    assert_eq!(told["status"], 0, "{told}");
+    assert_eq!(told["requester"]["userId"], a.id.as_str(), "{told}");
+    // asking again while pending: 200, the same request, no change
+    let r = ask(a, b, "hello?");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(request_of(&r)["id"], id.as_str(), "{}", r.text);
+    assert_eq!(request_of(&r)["message"], "hi b", "{}", r.text);
+
+    // the lists; nothing is shared before the answer
+    let r = b.http().get("/api/friends/requests");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(ids_in(&r).contains(&id), "{}", r.text);
+    let r = a.http().get("/api/friends/requests?type=sent&status=0");
+    assert_eq!(ids_in(&r), vec![id.clone()], "{}", r.text);
+    let r = b.http().get("/api/friends/requests?type=received&status=1");
+    assert!(ids_in(&r).is_empty(), "{}", r.text);
+    assert!(!friend_ids(a).contains(&b.id));
+    let r = a.http().get("/api/users/status/online");
+    assert!(r.body["data"].get(&b.id).is_none(), "{}", r.text);
+
+    // bad input and the wrong people: precise errors
+    assert_error(&answer(a, &id, "accept"), 404, "NOT_FOUND");
+    assert_error(&answer(c, &id, "accept"), 404, "NOT_FOUND");
+    assert_error(&answer(b, &id, "maybe"), 400, "INVALID_ARGUMENT");
+    assert_error(&answer(b, "abc", "accept"), 400, "INVALID_ARGUMENT");
+    assert_error(&answer(b, "999999999", "accept"), 404, "NOT_FOUND");
+    assert_error(&ask(a, a, ""), 400, "INVALID_ARGUMENT");
+    let nobody = Client {
+        id: "999999999".into(),
+        ..b.clone()
+    };
+    assert_error(&ask(a, &nobody, ""), 404, "USER_NOT_FOUND");
+    assert_error(&ask(a, c, &"m".repeat(201)), 400, "INVALID_ARGUMENT");
+    let r = a.http().post(
+        "/api/friends/requests",
+        &json!({ "targetUserId": c.id, "message": 7 }),
+    );
+    assert_error(&r, 400, "INVALID_ARGUMENT");
+    let r = a.http().post("/api/friends/requests", &json!({}));
+    assert_error(&r, 400, "INVALID_ARGUMENT");
+    assert_error(&ask(guest, b, ""), 403, "FORBIDDEN");
+    for query in ["?type=both", "?status=7", "?status=x"] {
+        let r = b.http().get(&format!("/api/friends/requests{query}"));
+        assert_error(&r, 400, "INVALID_ARGUMENT");
+    }
+    let anon = Http {
+        addr: a.addr,
+        token: None,
+    };
+    assert_error(&anon.get("/api/friends/requests"), 401, "AUTH_FAILED");
+
+    // b accepts: the two are friends with a single chat; a is told
+    let r = answer(b, &id, "accept");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(request_of(&r)["status"], 1, "{}", r.text);
+    let single = r.body["data"]["conversation"]["conversationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the conversation in {}", r.text))
+        .to_string();
+    assert_eq!(single, b.single_with(a), "{}", r.text);
+    let told = friend_event(&mut wa, "a told of the accept", |d| d["id"] == id.as_str());
+    assert_eq!(told["status"], 1, "{told}");
+    assert!(friend_ids(a).contains(&b.id) && friend_ids(b).contains(&a.id));
+    // the same answer again: as it was; another answer: a conflict; asking again: conflict
+    assert_eq!(answer(b, &id, "accept").status, 200);
+    assert_error(&answer(b, &id, "reject"), 409, "CONFLICT");
+    assert_error(&ask(a, b, ""), 409, "CONFLICT");
+
+    // c is rejected and told; asks again (the same request, reopened); is blocked and not
+    // told; and is refused after that
+    let r = ask(c, b, "me too");
+    assert_eq!(r.status, 201, "{}", r.text);
+    let cid = request_of(&r)["id"].as_str().unwrap().to_string();
+    friend_event(&mut wb, "b told of c's request", |d| {
+        d["id"] == cid.as_str()
+    });
+    let r = answer(b, &cid, "reject");
+    assert_eq!(request_of(&r)["status"], 2, "{}", r.text);
+    let told = friend_event(&mut wc, "c told of the rejection", |d| {
+        d["id"] == cid.as_str()
+    });
+    assert_eq!(told["status"], 2, "{told}");
+    let r = ask(c, b, "please");
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(request_of(&r)["id"], cid.as_str(), "{}", r.text);
+    assert_eq!(request_of(&r)["status"], 0, "{}", r.text);
+    assert_eq!(request_of(&r)["message"], "please", "{}", r.text);
+    let r = answer(b, &cid, "block");
+    assert_eq!(request_of(&r)["status"], 3, "{}", r.text);
+    assert_error(&ask(c, b, "let me in"), 403, "FORBIDDEN");
+    assert!(!friend_ids(c).contains(&b.id));
+
+    // a and c ask each other: the second request accepts the first
+    let r = ask(a, c, "");
+    assert_eq!(r.status, 201, "{}", r.text);
+    let acid = request_of(&r)["id"].as_str().unwrap().to_string();
+    // c's events come in order: this one after any the block would have sent
+    friend_event(&mut wc, "c told of a's request", |d| {
+        d["id"] == acid.as_str()
+    });
+    let r = ask(c, a, "");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(request_of(&r)["id"], acid.as_str(), "{}", r.text);
+    assert_eq!(request_of(&r)["status"], 1, "{}", r.text);
+    assert!(
+        r.body["data"]["conversation"]["conversationId"].is_string(),
+        "{}",
+        r.text
+    );
+    friend_event(&mut wa, "a told c accepted", |d| {
+        d["id"] == acid.as_str() && d["status"] == 1
+    });
+    assert!(friend_ids(c).contains(&a.id));
+
+    // the block was announced to no one; every socket is still open
+    let blocked_told: Vec<&Value> = wc
+        .pending()
+        .iter()
+        .filter(|e| e["type"] == "friend-request" && e["data"]["status"] == 3)
+        .collect();
+    assert!(blocked_told.is_empty(), "{blocked_told:?}");
+    for ws in [&mut wa, &mut wb, &mut wc] {
+        ws.ping();
+    }
+}
+
+/// The next event of `kind` a connection gets about `conversation`.
+fn event_about(ws: &mut Ws, kind: &str, conversation: &str) -> Value {
+    event_where(ws, kind, conversation, |_| true)
+}
+
+/// The next event of `kind` about `conversation` whose data matches `pred`.
+fn event_where(
+    ws: &mut Ws,
+    kind: &str,
+    conversation: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let (k, c) = (kind.to_string(), conversation.to_string());
+    ws.wait_for(&format!("{kind} in {conversation}"), |e| {
+        e["type"] == k.as_str() && e["data"]["conversationId"] == c.as_str() && pred(&e["data"])
+    })["data"]
+        .clone()
+}
+
+fn member_ids_of(r: &HttpResponse) -> Vec<String> {
+    r.body["data"]["members"]
+        .as_array()
+        .unwrap_or_else(|| panic!("members in {}", r.text))
+        .iter()
+        .map(|m| m["userId"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Conversation details and member management end to end against any running system
+/// (both profiles run it): `owner` creates a group with `m1`; adds `m2` (everyone told
+/// with `member-added`); renames and describes it (`conversation-updated`); makes `m1` an
+/// admin and then hands the group to `m1` (`member-updated`); `m2` leaves via DELETE; the
+/// new owner dissolves the group. `outsider` is refused throughout. A single chat between
+/// `owner` and `outsider` is hidden by DELETE and returns with the next message.
+pub fn check_conversations_and_members(
+    owner: &Client,
+    m1: &Client,
+    m2: &Client,
+    outsider: &Client,
+) {
+    let (mut wo, mut w1, mut w2) = (owner.ws(), m1.ws(), m2.ws());
+    let r = owner.http().post(
+        "/api/groups",
+        &json!({ "groupName": "crew", "members": [m1.id] }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let conv = r.body["data"]["conversation"]["conversationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/api/conversations/{conv}");
+    let members = format!("{path}/members");
+
+    // details: the list row plus the group's description, owner and the caller's role
+    let r = m1.http().get(&path);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let d = &r.body["data"];
+    assert_eq!(d["conversationId"], conv.as_str(), "{d}");
+    assert_eq!(d["type"], "group", "{d}");
+    assert_eq!(d["ownerId"], owner.id.as_str(), "{d}");
+    assert_eq!(d["myRole"], "member", "{d}");
+    assert_eq!(d["memberCount"], 2, "{d}");
+    assert_eq!(d["description"], "", "{d}");
+    assert_error(&outsider.http().get(&path), 403, "FORBIDDEN");
+    assert_error(
+        &owner.http().get("/api/conversations/g_999999999"),
+        404,
+        "CONVERSATION_NOT_FOUND",
+    );
+
+    // add m2: everyone, m2 too, is told
+    let r = owner
+        .http()
+        .post(&members, &json!({ "members": [m2.id, m1.id] }));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        member_ids_of(&r),
+        vec![m2.id.clone()],
+        "only the new one: {}",
+        r.text
+    );
+    for ws in [&mut wo, &mut w1, &mut w2] {
+        let e = event_about(ws, "member-added", &conv);
+        assert_eq!(e["members"][0]["userId"], m2.id.as_str(), "{e}");
+        assert_eq!(e["byUserId"], owner.id.as_str(), "{e}");
+    }
+    assert_error(
+        &m1.http()
+            .post(&members, &json!({ "members": [outsider.id] })),
+        403,
+        "FORBIDDEN",
+    );
+    assert_error(
+        &owner.http().post(&members, &json!({})),
+        400,
+        "INVALID_ARGUMENT",
+    );
+
+    // the member list, paged by user id
+    let r = m2.http().get(&members);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut all = vec![owner.id.clone(), m1.id.clone(), m2.id.clone()];
+    all.sort_by_key(|id| id.parse::<i64>().unwrap());
+    assert_eq!(member_ids_of(&r), all, "{}", r.text);
+    assert_eq!(r.body["data"]["hasMore"], false, "{}", r.text);
+    let roles: Vec<&str> = r.body["data"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "owner").count(),
+        1,
+        "{roles:?}"
+    );
+    let r = m2.http().get(&format!("{members}?size=2"));
+    assert_eq!(member_ids_of(&r), all[..2].to_vec(), "{}", r.text);
+    assert_eq!(r.body["data"]["hasMore"], true, "{}", r.text);
+    let r = m2.http().get(&format!("{members}?size=2&after={}", all[1]));
+    assert_eq!(member_ids_of(&r), all[2..].to_vec(), "{}", r.text);
+    assert_error(&outsider.http().get(&members), 403, "FORBIDDEN");
+    for bad in ["?size=0", "?after=x", "?after=-1"] {
+        assert_error(
+            &m2.http().get(&format!("{members}{bad}")),
+            400,
+            "INVALID_ARGUMENT",
+        );
+    }
+
+    // rename and describe: owner or admin only; everyone told
+    let r = owner.http().put(
+        &path,
+        &json!({ "groupName": " crew 2 ", "description": "we sail" }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["description"], "we sail", "{}", r.text);
+    assert_eq!(
+        r.body["data"]["target"]["groupName"], "crew 2",
+        "{}",
+        r.text
+    );
+    for ws in [&mut wo, &mut w1, &mut w2] {
+        let e = event_about(ws, "conversation-updated", &conv);
+        assert_eq!(e["groupName"], "crew 2", "{e}");
+        assert_eq!(e["description"], "we sail", "{e}");
+        assert_eq!(e["dissolved"], false, "{e}");
+    }
+    assert_error(
+        &m2.http().put(&path, &json!({ "groupName": "mine" })),
+        403,
+        "FORBIDDEN",
+    );
+    for bad in [
+        json!({}),
+        json!({ "groupName": "" }),
+        json!({ "groupName": "n".repeat(51) }),
+        json!({ "description": "d".repeat(501) }),
+        json!({ "description": 3 }),
+        json!({ "avatar": "javascript:x" }),
+    ] {
+        assert_error(&owner.http().put(&path, &bad), 400, "INVALID_ARGUMENT");
+    }
+
+    // roles: the owner makes m1 an admin, then hands the group to m1
+    let role = |who: &Client, target: &Client, role: Value| {
+        who.http().put(
+            &format!("{members}/{}", target.id),
+            &json!({ "role": role }),
+        )
+    };
+    let r = role(owner, m1, json!(2));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["role"], "admin", "{}", r.text);
+    let e = event_about(&mut w2, "member-updated", &conv);
+    assert_eq!(e["members"][0]["role"], "admin", "{e}");
+    assert_error(&role(m1, m2, json!(2)), 403, "FORBIDDEN");
+    assert_error(&role(owner, owner, json!(1)), 400, "INVALID_ARGUMENT");
+    assert_error(&role(owner, m2, json!(7)), 400, "INVALID_ARGUMENT");
+    assert_error(&role(owner, m2, json!("boss")), 400, "INVALID_ARGUMENT");
+    assert_error(&role(owner, outsider, json!(2)), 404, "NOT_FOUND");
+    let r = role(owner, m1, json!("owner"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["role"], "owner", "{}", r.text);
+    let m1id = m1.id.clone();
+    event_where(&mut w2, "conversation-updated", &conv, |d| {
+        d["ownerId"] == m1id.as_str()
+    });
+    let r = owner.http().get(&path);
+    assert_eq!(r.body["data"]["myRole"], "admin", "{}", r.text);
+    assert_eq!(r.body["data"]["ownerId"], m1.id.as_str(), "{}", r.text);
+
+    // removal and leaving: an admin cannot remove the owner; m2 leaves with DELETE
+    assert_error(
+        &owner
+            .http()
+            .request("DELETE", &format!("{members}/{}", m1.id), None, &[]),
+        403,
+        "FORBIDDEN",
+    );
+    let r = m2.http().request("DELETE", &path, None, &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["outcome"], "left", "{}", r.text);
+    for ws in [&mut w1, &mut w2] {
+        let e = event_about(ws, "member-removed", &conv);
+        assert_eq!(e["members"][0]["userId"], m2.id.as_str(), "{e}");
+    }
+    assert_error(&m2.http().get(&path), 403, "FORBIDDEN");
+    // the owner removes the admin through the member path
+    let r = m1
+        .http()
+        .request("DELETE", &format!("{members}/{}", owner.id), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let oid = owner.id.clone();
+    let e = event_where(&mut wo, "member-removed", &conv, |d| {
+        d["members"][0]["userId"] == oid.as_str()
+    });
+    assert_eq!(e["byUserId"], m1.id.as_str(), "{e}");
+
+    // the owner dissolves the group: told, and it is gone
+    let r = m1.http().request("DELETE", &path, None, &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["outcome"], "dissolved", "{}", r.text);
+    let e = event_where(&mut w1, "conversation-updated", &conv, |d| {
+        d["dissolved"] == true
+    });
+    assert_eq!(e["memberCount"], 0, "{e}");
+    assert_error(&m1.http().get(&path), 404, "CONVERSATION_NOT_FOUND");
+    let r = m1.http().get("/api/conversations");
+    assert!(!r.text.contains(&conv), "{}", r.text);
+
+    // a single chat: DELETE hides it from the list until the next message
+    let single = owner.single_with(outsider);
+    let listed = |who: &Client| who.http().get("/api/conversations").text.contains(&single);
+    let r = owner
+        .http()
+        .request("DELETE", &format!("/api/conversations/{single}"), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["outcome"], "hidden", "{}", r.text);
+    assert!(!listed(owner) && listed(outsider));
+    let mut wx = outsider.ws();
+    wx.send(&single, "still there?", "hide-1");
+    wx.ack("hide-1");
+    assert!(listed(owner), "a new message shows it again");
+    assert_eq!(owner.history(&single, "").len(), 1);
+    // the single chat has no group powers; the world stays
+    assert_error(
+        &owner.http().put(
+            &format!("/api/conversations/{single}"),
+            &json!({ "groupName": "x" }),
+        ),
+        400,
+        "INVALID_ARGUMENT",
+    );
+    assert_error(
+        &owner
+            .http()
+            .request("DELETE", "/api/conversations/world", None, &[]),
+        403,
+        "FORBIDDEN",
+    );
+    for ws in [&mut wo, &mut w1, &mut w2, &mut wx] {
+        ws.ping();
+    }
+}

@@ -29,6 +29,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_username_skeleton.sql")),
     (4, include_str!("../migrations/0004_revoked_tokens.sql")),
     (5, include_str!("../migrations/0005_append_trigger.sql")),
+    (
+        6,
+        include_str!("../migrations/0006_profiles_groups_friend_requests.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -322,6 +326,37 @@ fn user_from_row(row: &SqliteRow) -> pb::User {
         username: row.get("username"),
         avatar: row.get("avatar"),
         is_guest: row.get::<i64, _>("is_guest") != 0,
+        nickname: row.get("nickname"),
+    }
+}
+
+/// The columns [`friend_request_from_row`] reads: the request `r`, its requester `a` and
+/// its target `b`.
+const FRIEND_REQUEST_SELECT: &str = "SELECT r.id, r.requester_id, r.target_id, r.status, \
+     r.message, r.created_at, r.updated_at, \
+     a.username AS a_username, a.avatar AS a_avatar, a.is_guest AS a_is_guest, a.nickname AS a_nickname, \
+     b.username AS b_username, b.avatar AS b_avatar, b.is_guest AS b_is_guest, b.nickname AS b_nickname \
+     FROM friend_requests r JOIN users a ON a.id = r.requester_id JOIN users b ON b.id = r.target_id";
+
+fn friend_request_from_row(row: &SqliteRow) -> pb::FriendRequest {
+    let user = |id: i64, p: &str| pb::User {
+        user_id: id,
+        username: row.get(format!("{p}_username").as_str()),
+        avatar: row.get(format!("{p}_avatar").as_str()),
+        is_guest: row.get::<i64, _>(format!("{p}_is_guest").as_str()) != 0,
+        nickname: row.get(format!("{p}_nickname").as_str()),
+    };
+    let (requester_id, target_id): (i64, i64) = (row.get("requester_id"), row.get("target_id"));
+    pb::FriendRequest {
+        request_id: row.get("id"),
+        requester_id,
+        target_id,
+        status: row.get("status"),
+        message: row.get("message"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+        requester: Some(user(requester_id, "a")),
+        target: Some(user(target_id, "b")),
     }
 }
 
@@ -414,12 +449,13 @@ impl Store for SqliteStore {
             username: req.username,
             avatar: req.avatar,
             is_guest: req.is_guest,
+            nickname: String::new(),
         })
     }
 
     async fn credentials(&self, username: &str) -> Result<pb::Credentials> {
         let row = sqlx::query(
-            "SELECT id, username, avatar, is_guest, password_hash FROM users WHERE username = ?",
+            "SELECT id, username, avatar, is_guest, nickname, password_hash FROM users WHERE username = ?",
         )
         .bind(username)
         .fetch_optional(&self.reader)
@@ -432,21 +468,23 @@ impl Store for SqliteStore {
     }
 
     async fn user(&self, user_id: i64) -> Result<pb::User> {
-        let row = sqlx::query("SELECT id, username, avatar, is_guest FROM users WHERE id = ?")
-            .bind(user_id)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or_else(|| Error::user_not_found(user_id))?;
+        let row =
+            sqlx::query("SELECT id, username, avatar, is_guest, nickname FROM users WHERE id = ?")
+                .bind(user_id)
+                .fetch_optional(&self.reader)
+                .await?
+                .ok_or_else(|| Error::user_not_found(user_id))?;
         Ok(user_from_row(&row))
     }
 
     async fn user_by_name(&self, username: &str) -> Result<pb::User> {
-        let row =
-            sqlx::query("SELECT id, username, avatar, is_guest FROM users WHERE username = ?")
-                .bind(username)
-                .fetch_optional(&self.reader)
-                .await?
-                .ok_or_else(|| Error::user_not_found(username))?;
+        let row = sqlx::query(
+            "SELECT id, username, avatar, is_guest, nickname FROM users WHERE username = ?",
+        )
+        .bind(username)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or_else(|| Error::user_not_found(username))?;
         Ok(user_from_row(&row))
     }
 
@@ -455,7 +493,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT id, username, avatar, is_guest FROM users WHERE id IN (",
+            "SELECT id, username, avatar, is_guest, nickname FROM users WHERE id IN (",
         );
         let mut sep = qb.separated(", ");
         for id in user_ids {
@@ -474,7 +512,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<pb::User>> {
         // LIKE ignores ASCII case in SQLite, as the names' COLLATE NOCASE does
         let rows = sqlx::query(
-            "SELECT id, username, avatar, is_guest FROM users \
+            "SELECT id, username, avatar, is_guest, nickname FROM users \
              WHERE is_guest = 0 AND username LIKE ? ESCAPE '!' AND id > ? ORDER BY id LIMIT ?",
         )
         .bind(model::like_prefix(prefix))
@@ -483,6 +521,123 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await?;
         Ok(rows.iter().map(user_from_row).collect())
+    }
+
+    async fn update_profile(&self, req: pb::UpdateProfileRequest) -> Result<pb::User> {
+        let mut tx = self.writer.begin().await?;
+        let found = sqlx::query(
+            "UPDATE users SET avatar = COALESCE(?, avatar), nickname = COALESCE(?, nickname) \
+             WHERE id = ?",
+        )
+        .bind(req.avatar)
+        .bind(req.nickname)
+        .bind(req.user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if found == 0 {
+            return Err(Error::user_not_found(req.user_id));
+        }
+        let row =
+            sqlx::query("SELECT id, username, avatar, is_guest, nickname FROM users WHERE id = ?")
+                .bind(req.user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(user_from_row(&row))
+    }
+
+    async fn send_friend_request(
+        &self,
+        req: pb::NewFriendRequest,
+    ) -> Result<pb::FriendRequestSent> {
+        if req.requester_id == req.target_id {
+            return Err(Error::invalid("cannot befriend yourself"));
+        }
+        let now = now_ms() / 1000;
+        let mut tx = self.writer.begin().await?;
+        if let Some(missing) = self
+            .missing_users(&mut *tx, &[req.requester_id, req.target_id])
+            .await?
+        {
+            return Err(Error::user_not_found(missing));
+        }
+        // a new request, or a rejected one reopened; the others stay as they are
+        let changed = sqlx::query(
+            "INSERT INTO friend_requests (requester_id, target_id, status, message, created_at, updated_at) \
+             VALUES (?, ?, 0, ?, ?, ?) \
+             ON CONFLICT (requester_id, target_id) DO UPDATE SET \
+             status = 0, message = excluded.message, updated_at = excluded.updated_at \
+             WHERE friend_requests.status = 2",
+        )
+        .bind(req.requester_id)
+        .bind(req.target_id)
+        .bind(&req.message)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        let row = sqlx::query(&format!(
+            "{FRIEND_REQUEST_SELECT} WHERE r.requester_id = ? AND r.target_id = ?"
+        ))
+        .bind(req.requester_id)
+        .bind(req.target_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(pb::FriendRequestSent {
+            request: Some(friend_request_from_row(&row)),
+            changed,
+        })
+    }
+
+    async fn friend_requests(&self, q: pb::FriendRequestsQuery) -> Result<Vec<pb::FriendRequest>> {
+        let side = if q.received {
+            "target_id"
+        } else {
+            "requester_id"
+        };
+        let rows = sqlx::query(&format!(
+            "{FRIEND_REQUEST_SELECT} WHERE r.{side} = ? AND (? < 0 OR r.status = ?) \
+             ORDER BY r.updated_at DESC, r.id DESC LIMIT ?"
+        ))
+        .bind(q.user_id)
+        .bind(q.status)
+        .bind(q.status)
+        .bind(q.limit.max(0))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(friend_request_from_row).collect())
+    }
+
+    async fn answer_friend_request(&self, a: pb::FriendRequestAnswer) -> Result<pb::FriendRequest> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE friend_requests SET status = ?, updated_at = ? \
+             WHERE id = ? AND target_id = ? AND status = 0",
+        )
+        .bind(a.status)
+        .bind(now_ms() / 1000)
+        .bind(a.request_id)
+        .bind(a.target_id)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(&format!(
+            "{FRIEND_REQUEST_SELECT} WHERE r.id = ? AND r.target_id = ?"
+        ))
+        .bind(a.request_id)
+        .bind(a.target_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let request = row
+            .as_ref()
+            .map(friend_request_from_row)
+            .ok_or_else(|| model::no_friend_request(a.request_id))?;
+        model::check_answered(&request, a.status)?;
+        Ok(request)
     }
 
     async fn add_friend(&self, user_id: i64, other_user_id: i64) -> Result<pb::ConversationMeta> {
@@ -514,7 +669,7 @@ impl Store for SqliteStore {
 
     async fn friends(&self, user_id: i64) -> Result<Vec<pb::User>> {
         let rows = sqlx::query(
-            "SELECT u.id, u.username, u.avatar, u.is_guest FROM friends f JOIN users u ON u.id = f.friend_id \
+            "SELECT u.id, u.username, u.avatar, u.is_guest, u.nickname FROM friends f JOIN users u ON u.id = f.friend_id \
              WHERE f.user_id = ? ORDER BY u.username",
         )
         .bind(user_id)
@@ -539,6 +694,14 @@ impl Store for SqliteStore {
             return Err(Error::user_not_found(missing));
         }
         let id = ensure_single(&mut tx, user_id, other_user_id, now_ms()).await?;
+        // opening it again shows it again in the caller's list
+        sqlx::query(
+            "UPDATE conversation_members SET hidden_seq = NULL WHERE conversation_id = ? AND user_id = ?",
+        )
+        .bind(&id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
         let meta = self.meta_on(&mut *tx, &id).await?;
         tx.commit().await?;
         Ok(meta)
@@ -610,14 +773,14 @@ impl Store for SqliteStore {
 
     async fn group(&self, group_id: i64) -> Result<pb::Group> {
         let g = sqlx::query(
-            "SELECT id, name, avatar, owner_id, conversation_id FROM chat_groups WHERE id = ?",
+            "SELECT id, name, avatar, owner_id, conversation_id, description FROM chat_groups WHERE id = ?",
         )
         .bind(group_id)
         .fetch_optional(&self.reader)
         .await?
         .ok_or_else(|| Error::group_not_found(group_id))?;
         let members = sqlx::query(
-            "SELECT gm.user_id, u.username, u.avatar, gm.role FROM group_members gm \
+            "SELECT gm.user_id, u.username, u.avatar, u.nickname, gm.role FROM group_members gm \
              JOIN users u ON u.id = gm.user_id WHERE gm.group_id = ? ORDER BY gm.role DESC, gm.user_id",
         )
         .bind(group_id)
@@ -629,6 +792,7 @@ impl Store for SqliteStore {
             username: r.get("username"),
             avatar: r.get("avatar"),
             role: r.get("role"),
+            nickname: r.get("nickname"),
         })
         .collect();
         Ok(pb::Group {
@@ -638,6 +802,7 @@ impl Store for SqliteStore {
             owner_id: g.get("owner_id"),
             conversation_id: g.get("conversation_id"),
             members,
+            description: g.get("description"),
         })
     }
 
@@ -717,17 +882,95 @@ impl Store for SqliteStore {
     }
 
     async fn set_group_role(&self, group_id: i64, user_id: i64, role: pb::GroupRole) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        group_conversation(&mut tx, group_id).await?;
         let r = sqlx::query("UPDATE group_members SET role = ? WHERE group_id = ? AND user_id = ?")
             .bind(role as i32)
             .bind(group_id)
             .bind(user_id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
         if r.rows_affected() == 0 {
-            return Err(Error::new(
-                ErrorCode::NotFound,
-                format!("user {user_id} is not a member of group {group_id}"),
-            ));
+            return Err(model::not_in_group(group_id, user_id));
+        }
+        if role == pb::GroupRole::Owner {
+            // one owner: the one before becomes an admin
+            sqlx::query(
+                "UPDATE group_members SET role = ? WHERE group_id = ? AND role = ? AND user_id != ?",
+            )
+            .bind(pb::GroupRole::Admin as i32)
+            .bind(group_id)
+            .bind(pb::GroupRole::Owner as i32)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE chat_groups SET owner_id = ? WHERE id = ?")
+                .bind(user_id)
+                .bind(group_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_group(&self, req: pb::UpdateGroupRequest) -> Result<pb::Group> {
+        let found = sqlx::query(
+            "UPDATE chat_groups SET name = COALESCE(?, name), description = COALESCE(?, description), \
+             avatar = COALESCE(?, avatar) WHERE id = ?",
+        )
+        .bind(req.name)
+        .bind(req.description)
+        .bind(req.avatar)
+        .bind(req.group_id)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if found == 0 {
+            return Err(Error::group_not_found(req.group_id));
+        }
+        self.group(req.group_id).await
+    }
+
+    async fn dissolve_group(&self, group_id: i64) -> Result<Vec<i64>> {
+        let mut tx = self.writer.begin().await?;
+        let conv = group_conversation(&mut tx, group_id).await?;
+        let members: Vec<i64> = sqlx::query_scalar(
+            "SELECT user_id FROM group_members WHERE group_id = ? ORDER BY user_id",
+        )
+        .bind(group_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for sql in [
+            "DELETE FROM group_members WHERE group_id = ?",
+            "DELETE FROM chat_groups WHERE id = ?",
+        ] {
+            sqlx::query(sql).bind(group_id).execute(&mut *tx).await?;
+        }
+        for sql in [
+            "DELETE FROM conversation_members WHERE conversation_id = ?",
+            "DELETE FROM messages WHERE conversation_id = ?",
+            "DELETE FROM conversations WHERE id = ?",
+        ] {
+            sqlx::query(sql).bind(&conv).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(members)
+    }
+
+    async fn hide_conversation(&self, conversation_id: &str, user_id: i64) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE conversation_members SET hidden_seq = \
+             (SELECT last_seq FROM conversations WHERE id = ?) \
+             WHERE conversation_id = ? AND user_id = ?",
+        )
+        .bind(conversation_id)
+        .bind(conversation_id)
+        .bind(user_id)
+        .execute(&self.writer)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(Error::conversation_not_found(conversation_id));
         }
         Ok(())
     }
@@ -767,7 +1010,7 @@ impl Store for SqliteStore {
     async fn conversations(&self, user_id: i64) -> Result<Vec<pb::ConversationView>> {
         let rows = sqlx::query(&format!(
             "SELECT c.id AS cid, c.type AS ctype, c.group_id, c.user_a, c.user_b, c.last_seq, \
-             c.last_message_time, c.member_count AS world_members, cm.read_seq, {MESSAGE_COLUMNS} \
+             c.last_message_time, c.member_count AS world_members, cm.read_seq, cm.hidden_seq, {MESSAGE_COLUMNS} \
              FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id \
              LEFT JOIN messages m ON m.message_id = c.last_message_id AND c.last_message_id != 0 \
              LEFT JOIN users u ON u.id = m.sender_id \
@@ -846,6 +1089,7 @@ impl Store for SqliteStore {
                 .map(|_| message_from_row(r));
             let last_seq: i64 = r.get("last_seq");
             let read_seq: i64 = r.get("read_seq");
+            let hidden_seq: Option<i64> = r.get("hidden_seq");
             out.push(pb::ConversationView {
                 conversation_id: r.get("cid"),
                 r#type: kind,
@@ -855,6 +1099,7 @@ impl Store for SqliteStore {
                 unread_count: (last_seq - read_seq).max(0),
                 last_seq,
                 read_seq,
+                hidden: hidden_seq.is_some_and(|h| last_seq <= h),
             });
         }
         Ok(out)

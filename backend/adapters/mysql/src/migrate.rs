@@ -24,6 +24,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_revoked_tokens",
         include_str!("../migrations/0002_revoked_tokens.sql"),
     ),
+    (
+        3,
+        "0003_profiles_groups_friend_requests",
+        include_str!("../migrations/0003_profiles_groups_friend_requests.sql"),
+    ),
 ];
 
 /// How long an instance waits for another one's migration before giving up.
@@ -129,7 +134,14 @@ async fn apply_pending(conn: &mut MySqlConnection, database: &str) -> Result<(),
             continue;
         }
         for (i, statement) in statements(sql).iter().enumerate() {
-            conn.execute(statement.as_str()).await.map_err(|e| {
+            match conn.execute(statement.as_str()).await {
+                // MySQL has no ADD COLUMN IF NOT EXISTS: a rerun after a crash finds it
+                Err(e) if is_duplicate_column(&e) && statement.starts_with("ALTER TABLE") => {
+                    continue
+                }
+                other => other,
+            }
+            .map_err(|e| {
                 Error::internal(format!(
                     "store: migration {name} of {database}, statement {}: {}",
                     i + 1,
@@ -146,6 +158,11 @@ async fn apply_pending(conn: &mut MySqlConnection, database: &str) -> Result<(),
         tracing::info!(database, version, name, "applied store migration");
     }
     Ok(())
+}
+
+/// "Duplicate column name" (SQLSTATE 42S21, error 1060).
+fn is_duplicate_column(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42S21")
 }
 
 /// The statements of a migration file: `--` comment lines dropped, split at the `;` that
@@ -179,7 +196,7 @@ mod tests {
         );
         assert_eq!(
             all.iter().filter(|s| s.starts_with("CREATE TABLE")).count(),
-            8
+            9
         );
         assert!(MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
     }

@@ -172,6 +172,40 @@ fn user_from_row(row: &MySqlRow) -> std::result::Result<pb::User, sqlx::Error> {
         username: text(row, "username")?,
         avatar: text(row, "avatar")?,
         is_guest: row.try_get::<i64, _>("is_guest")? != 0,
+        nickname: text(row, "nickname")?,
+    })
+}
+
+/// The columns [`friend_request_from_row`] reads: the request `r`, its requester `a` and
+/// its target `b`.
+const FRIEND_REQUEST_SELECT: &str = "SELECT r.id, r.requester_id, r.target_id, r.status, \
+     r.message, r.created_at, r.updated_at, \
+     a.username AS a_username, a.avatar AS a_avatar, a.is_guest AS a_is_guest, a.nickname AS a_nickname, \
+     b.username AS b_username, b.avatar AS b_avatar, b.is_guest AS b_is_guest, b.nickname AS b_nickname \
+     FROM friend_requests r JOIN users a ON a.id = r.requester_id JOIN users b ON b.id = r.target_id";
+
+fn friend_request_from_row(row: &MySqlRow) -> std::result::Result<pb::FriendRequest, sqlx::Error> {
+    let user = |id: i64, p: &str| -> std::result::Result<pb::User, sqlx::Error> {
+        Ok(pb::User {
+            user_id: id,
+            username: text(row, &format!("{p}_username"))?,
+            avatar: text(row, &format!("{p}_avatar"))?,
+            is_guest: row.try_get::<i64, _>(format!("{p}_is_guest").as_str())? != 0,
+            nickname: text(row, &format!("{p}_nickname"))?,
+        })
+    };
+    let (requester_id, target_id): (i64, i64) =
+        (row.try_get("requester_id")?, row.try_get("target_id")?);
+    Ok(pb::FriendRequest {
+        request_id: row.try_get("id")?,
+        requester_id,
+        target_id,
+        status: row.try_get("status")?,
+        message: text(row, "message")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        requester: Some(user(requester_id, "a")?),
+        target: Some(user(target_id, "b")?),
     })
 }
 
@@ -189,7 +223,7 @@ fn message_from_row(row: &MySqlRow) -> std::result::Result<pb::ChatMessage, sqlx
     })
 }
 
-const USER_COLUMNS: &str = "id, username, avatar, is_guest";
+const USER_COLUMNS: &str = "id, username, avatar, is_guest, nickname";
 
 fn users_from_rows(rows: &[MySqlRow]) -> std::result::Result<Vec<pb::User>, sqlx::Error> {
     rows.iter().map(user_from_row).collect()
@@ -437,6 +471,7 @@ impl MysqlStore {
             username: req.username.clone(),
             avatar: req.avatar.clone(),
             is_guest: req.is_guest,
+            nickname: String::new(),
         })
     }
 
@@ -473,6 +508,115 @@ impl MysqlStore {
         }
         out.sort_by_key(|u| u.user_id);
         Ok(out)
+    }
+
+    async fn update_profile_once(&self, req: &pb::UpdateProfileRequest) -> Attempt<pb::User> {
+        let mut tx = self.primary.begin().await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ? FOR UPDATE");
+        if sqlx::query(&sql)
+            .bind(req.user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_none()
+        {
+            return Err(Error::user_not_found(req.user_id).into());
+        }
+        sqlx::query(
+            "UPDATE users SET avatar = COALESCE(?, avatar), nickname = COALESCE(?, nickname) \
+             WHERE id = ?",
+        )
+        .bind(req.avatar.as_deref())
+        .bind(req.nickname.as_deref())
+        .bind(req.user_id)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(&sql)
+            .bind(req.user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(user_from_row(&row)?)
+    }
+
+    async fn send_friend_request_once(
+        &self,
+        req: &pb::NewFriendRequest,
+    ) -> Attempt<pb::FriendRequestSent> {
+        let now = now_ms() / 1000;
+        let mut tx = self.primary.begin().await?;
+        if let Some(missing) = missing_users(&mut tx, &[req.requester_id, req.target_id]).await? {
+            return Err(Error::user_not_found(missing).into());
+        }
+        let inserted = sqlx::query(
+            "INSERT IGNORE INTO friend_requests \
+             (requester_id, target_id, status, message, created_at, updated_at) VALUES (?, ?, 0, ?, ?, ?)",
+        )
+        .bind(req.requester_id)
+        .bind(req.target_id)
+        .bind(&req.message)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        // a rejected request is reopened; a pending, accepted or blocked one stays
+        let reopened = !inserted
+            && sqlx::query(
+                "UPDATE friend_requests SET status = 0, message = ?, updated_at = ? \
+                 WHERE requester_id = ? AND target_id = ? AND status = 2",
+            )
+            .bind(&req.message)
+            .bind(now)
+            .bind(req.requester_id)
+            .bind(req.target_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+        let row = sqlx::query(&format!(
+            "{FRIEND_REQUEST_SELECT} WHERE r.requester_id = ? AND r.target_id = ? LOCK IN SHARE MODE"
+        ))
+        .bind(req.requester_id)
+        .bind(req.target_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(pb::FriendRequestSent {
+            request: Some(friend_request_from_row(&row)?),
+            changed: inserted || reopened,
+        })
+    }
+
+    async fn answer_friend_request_once(
+        &self,
+        a: &pb::FriendRequestAnswer,
+    ) -> Attempt<pb::FriendRequest> {
+        let mut tx = self.primary.begin().await?;
+        sqlx::query(
+            "UPDATE friend_requests SET status = ?, updated_at = ? \
+             WHERE id = ? AND target_id = ? AND status = 0",
+        )
+        .bind(a.status)
+        .bind(now_ms() / 1000)
+        .bind(a.request_id)
+        .bind(a.target_id)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(&format!(
+            "{FRIEND_REQUEST_SELECT} WHERE r.id = ? AND r.target_id = ? LOCK IN SHARE MODE"
+        ))
+        .bind(a.request_id)
+        .bind(a.target_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let request = match row {
+            Some(row) => friend_request_from_row(&row)?,
+            None => return Err(model::no_friend_request(a.request_id).into()),
+        };
+        model::check_answered(&request, a.status)?;
+        Ok(request)
     }
 
     async fn add_friend_once(&self, user_id: i64, other: i64) -> Attempt<pb::ConversationMeta> {
@@ -512,6 +656,14 @@ impl MysqlStore {
             return Err(Error::user_not_found(missing).into());
         }
         let id = ensure_single(&mut tx, user_id, other, now_ms()).await?;
+        // opening it again shows it again in the caller's list
+        sqlx::query(
+            "UPDATE conversation_members SET hidden_seq = NULL WHERE conversation_id = ? AND user_id = ?",
+        )
+        .bind(&id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
         // INSERT IGNORE saw a conversation another instance created after this
         // transaction's snapshot; a plain read would not
         let meta = meta_on(&mut *tx, &id, Read::Latest).await?;
@@ -573,14 +725,14 @@ impl MysqlStore {
 
     async fn group_once(&self, group_id: i64) -> Attempt<pb::Group> {
         let g = sqlx::query(
-            "SELECT id, name, avatar, owner_id, conversation_id FROM chat_groups WHERE id = ?",
+            "SELECT id, name, avatar, owner_id, conversation_id, description FROM chat_groups WHERE id = ?",
         )
         .bind(group_id)
         .fetch_optional(&self.primary)
         .await?
         .ok_or_else(|| Error::group_not_found(group_id))?;
         let rows = sqlx::query(
-            "SELECT gm.user_id, u.username, u.avatar, gm.role FROM group_members gm \
+            "SELECT gm.user_id, u.username, u.avatar, u.nickname, gm.role FROM group_members gm \
              JOIN users u ON u.id = gm.user_id WHERE gm.group_id = ? ORDER BY gm.role DESC, gm.user_id",
         )
         .bind(group_id)
@@ -593,6 +745,7 @@ impl MysqlStore {
                 username: text(r, "username")?,
                 avatar: text(r, "avatar")?,
                 role: r.try_get("role")?,
+                nickname: text(r, "nickname")?,
             });
         }
         Ok(pb::Group {
@@ -602,6 +755,7 @@ impl MysqlStore {
             owner_id: g.try_get("owner_id")?,
             conversation_id: text(&g, "conversation_id")?,
             members,
+            description: text(&g, "description")?,
         })
     }
 
@@ -683,10 +837,80 @@ impl MysqlStore {
         Ok(removed)
     }
 
+    async fn set_group_role_once(
+        &self,
+        group_id: i64,
+        user_id: i64,
+        role: pb::GroupRole,
+    ) -> Attempt<()> {
+        let mut tx = self.primary.begin().await?;
+        lock_group(&mut tx, group_id).await?;
+        // rows matched, not changed: sqlx asks the server for CLIENT_FOUND_ROWS
+        let r = sqlx::query("UPDATE group_members SET role = ? WHERE group_id = ? AND user_id = ?")
+            .bind(role as i32)
+            .bind(group_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(model::not_in_group(group_id, user_id).into());
+        }
+        if role == pb::GroupRole::Owner {
+            // one owner: the one before becomes an admin
+            sqlx::query(
+                "UPDATE group_members SET role = ? WHERE group_id = ? AND role = ? AND user_id != ?",
+            )
+            .bind(pb::GroupRole::Admin as i32)
+            .bind(group_id)
+            .bind(pb::GroupRole::Owner as i32)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE chat_groups SET owner_id = ? WHERE id = ?")
+                .bind(user_id)
+                .bind(group_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn dissolve_group_once(&self, group_id: i64) -> Attempt<Vec<i64>> {
+        let mut tx = self.primary.begin().await?;
+        let conv = lock_group(&mut tx, group_id).await?;
+        let members: Vec<i64> = sqlx::query_scalar(
+            "SELECT user_id FROM group_members WHERE group_id = ? ORDER BY user_id",
+        )
+        .bind(group_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        // the conversation's row first: appends to it (which lock it) wait, then find it gone
+        sqlx::query("DELETE FROM conversations WHERE id = ?")
+            .bind(&conv)
+            .execute(&mut *tx)
+            .await?;
+        for sql in [
+            "DELETE FROM conversation_members WHERE conversation_id = ?",
+            "DELETE FROM messages WHERE conversation_id = ?",
+        ] {
+            sqlx::query(sql).bind(&conv).execute(&mut *tx).await?;
+        }
+        for sql in [
+            "DELETE FROM group_members WHERE group_id = ?",
+            "DELETE FROM chat_groups WHERE id = ?",
+        ] {
+            sqlx::query(sql).bind(group_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(members)
+    }
+
     async fn conversations_once(&self, user_id: i64) -> Attempt<Vec<pb::ConversationView>> {
         let rows = sqlx::query(&format!(
             "SELECT c.id AS cid, c.type AS ctype, c.group_id, c.user_a, c.user_b, c.last_seq, \
-             c.last_message_time, c.member_count AS world_members, cm.read_seq, {MESSAGE_COLUMNS} \
+             c.last_message_time, c.member_count AS world_members, cm.read_seq, cm.hidden_seq, \
+             {MESSAGE_COLUMNS} \
              FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id \
              LEFT JOIN messages m ON m.message_id = c.last_message_id AND c.last_message_id != 0 \
              LEFT JOIN users u ON u.id = m.sender_id \
@@ -767,6 +991,9 @@ impl MysqlStore {
                 unread_count: (last_seq - read_seq).max(0),
                 last_seq,
                 read_seq,
+                hidden: r
+                    .try_get::<Option<i64>, _>("hidden_seq")?
+                    .is_some_and(|h| last_seq <= h),
             });
         }
         Ok(out)
@@ -1118,6 +1345,58 @@ impl Store for MysqlStore {
         .await
     }
 
+    async fn update_profile(&self, req: pb::UpdateProfileRequest) -> Result<pb::User> {
+        retrying("update_profile", RetryOn::Aborted, || {
+            self.update_profile_once(&req)
+        })
+        .await
+    }
+
+    async fn send_friend_request(
+        &self,
+        req: pb::NewFriendRequest,
+    ) -> Result<pb::FriendRequestSent> {
+        if req.requester_id == req.target_id {
+            return Err(Error::invalid("cannot befriend yourself"));
+        }
+        retrying("send_friend_request", RetryOn::Aborted, || {
+            self.send_friend_request_once(&req)
+        })
+        .await
+    }
+
+    async fn friend_requests(&self, q: pb::FriendRequestsQuery) -> Result<Vec<pb::FriendRequest>> {
+        let side = if q.received {
+            "target_id"
+        } else {
+            "requester_id"
+        };
+        once(async {
+            let rows = sqlx::query(&format!(
+                "{FRIEND_REQUEST_SELECT} WHERE r.{side} = ? AND (? < 0 OR r.status = ?) \
+                 ORDER BY r.updated_at DESC, r.id DESC LIMIT ?"
+            ))
+            .bind(q.user_id)
+            .bind(q.status)
+            .bind(q.status)
+            .bind(q.limit.max(0))
+            .fetch_all(&self.primary)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(friend_request_from_row)
+                .collect::<std::result::Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn answer_friend_request(&self, a: pb::FriendRequestAnswer) -> Result<pb::FriendRequest> {
+        retrying("answer_friend_request", RetryOn::Aborted, || {
+            self.answer_friend_request_once(&a)
+        })
+        .await
+    }
+
     async fn add_friend(&self, user_id: i64, other_user_id: i64) -> Result<pb::ConversationMeta> {
         if user_id == other_user_id {
             return Err(Error::invalid("cannot befriend yourself"));
@@ -1131,7 +1410,7 @@ impl Store for MysqlStore {
     async fn friends(&self, user_id: i64) -> Result<Vec<pb::User>> {
         once(async {
             let rows = sqlx::query(
-                "SELECT u.id, u.username, u.avatar, u.is_guest FROM friends f JOIN users u ON u.id = f.friend_id \
+                "SELECT u.id, u.username, u.avatar, u.is_guest, u.nickname FROM friends f JOIN users u ON u.id = f.friend_id \
                  WHERE f.user_id = ? ORDER BY u.username_key",
             )
             .bind(user_id)
@@ -1188,21 +1467,55 @@ impl Store for MysqlStore {
     }
 
     async fn set_group_role(&self, group_id: i64, user_id: i64, role: pb::GroupRole) -> Result<()> {
-        retrying("set_group_role", RetryOn::Aborted, || async move {
+        retrying("set_group_role", RetryOn::Aborted, || {
+            self.set_group_role_once(group_id, user_id, role)
+        })
+        .await
+    }
+
+    async fn update_group(&self, req: pb::UpdateGroupRequest) -> Result<pb::Group> {
+        let req = &req;
+        retrying("update_group", RetryOn::Aborted, || async move {
             // rows matched, not changed: sqlx asks the server for CLIENT_FOUND_ROWS
-            let r =
-                sqlx::query("UPDATE group_members SET role = ? WHERE group_id = ? AND user_id = ?")
-                    .bind(role as i32)
-                    .bind(group_id)
-                    .bind(user_id)
-                    .execute(&self.primary)
-                    .await?;
+            let found = sqlx::query(
+                "UPDATE chat_groups SET name = COALESCE(?, name), \
+                 description = COALESCE(?, description), avatar = COALESCE(?, avatar) WHERE id = ?",
+            )
+            .bind(req.name.as_deref())
+            .bind(req.description.as_deref())
+            .bind(req.avatar.as_deref())
+            .bind(req.group_id)
+            .execute(&self.primary)
+            .await?
+            .rows_affected();
+            if found == 0 {
+                return Err(Error::group_not_found(req.group_id).into());
+            }
+            Ok(())
+        })
+        .await?;
+        once(self.group_once(req.group_id)).await
+    }
+
+    async fn dissolve_group(&self, group_id: i64) -> Result<Vec<i64>> {
+        retrying("dissolve_group", RetryOn::Aborted, || {
+            self.dissolve_group_once(group_id)
+        })
+        .await
+    }
+
+    async fn hide_conversation(&self, conversation_id: &str, user_id: i64) -> Result<()> {
+        retrying("hide_conversation", RetryOn::Aborted, || async move {
+            let r = sqlx::query(
+                "UPDATE conversation_members cm JOIN conversations c ON c.id = cm.conversation_id \
+                 SET cm.hidden_seq = c.last_seq WHERE cm.conversation_id = ? AND cm.user_id = ?",
+            )
+            .bind(conversation_id)
+            .bind(user_id)
+            .execute(&self.primary)
+            .await?;
             if r.rows_affected() == 0 {
-                return Err(Error::new(
-                    ErrorCode::NotFound,
-                    format!("user {user_id} is not a member of group {group_id}"),
-                )
-                .into());
+                return Err(Error::conversation_not_found(conversation_id).into());
             }
             Ok(())
         })

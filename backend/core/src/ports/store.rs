@@ -36,10 +36,26 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<pb::User>>;
 
+    /// Sets the fields given (avatar, nickname) and returns the user; `USER_NOT_FOUND`.
+    async fn update_profile(&self, req: pb::UpdateProfileRequest) -> Result<pb::User>;
+
+    /// Friend requests, one per (requester, target): a new one is pending; asking again
+    /// after a rejection reopens it (`changed`); a pending, accepted or blocked one is
+    /// returned untouched. `USER_NOT_FOUND` if either user is missing.
+    async fn send_friend_request(&self, req: pb::NewFriendRequest)
+        -> Result<pb::FriendRequestSent>;
+    /// A user's received or sent requests, newest change first, with both users.
+    async fn friend_requests(&self, q: pb::FriendRequestsQuery) -> Result<Vec<pb::FriendRequest>>;
+    /// The target's answer to a request: `NOT_FOUND` if it is not the target's, `CONFLICT`
+    /// if it was answered otherwise already (the same answer again returns it). Accepting
+    /// does not make friends: the caller does, with [`Store::add_friend`] (idempotent).
+    async fn answer_friend_request(&self, a: pb::FriendRequestAnswer) -> Result<pb::FriendRequest>;
+
     /// Makes the two users friends (both ways) and returns their single conversation.
     async fn add_friend(&self, user_id: i64, other_user_id: i64) -> Result<pb::ConversationMeta>;
     async fn friends(&self, user_id: i64) -> Result<Vec<pb::User>>;
-    /// The single conversation of two users, created on first use (idempotent).
+    /// The single conversation of two users, created on first use (idempotent); shown
+    /// again in `user_id`'s list if hidden.
     async fn single_conversation(
         &self,
         user_id: i64,
@@ -58,7 +74,18 @@ pub trait Store: Send + Sync + 'static {
         role: pb::GroupRole,
     ) -> Result<Vec<i64>>;
     async fn remove_group_member(&self, group_id: i64, user_id: i64) -> Result<bool>;
+    /// `NOT_FOUND` if the user is not a member. Making a member the `OWNER` also makes the
+    /// owner before an `ADMIN` and the group's `owner_id` the new one (one transaction).
     async fn set_group_role(&self, group_id: i64, user_id: i64, role: pb::GroupRole) -> Result<()>;
+    /// Sets the fields given (name, description, avatar); `GROUP_NOT_FOUND`.
+    async fn update_group(&self, req: pb::UpdateGroupRequest) -> Result<pb::Group>;
+    /// Deletes the group with its conversation, messages and memberships; returns the ids
+    /// of the members it had. `GROUP_NOT_FOUND`.
+    async fn dissolve_group(&self, group_id: i64) -> Result<Vec<i64>>;
+    /// Hides a conversation from the user's list (`ConversationView::hidden`) until a
+    /// message after its current last one, or until [`Store::single_conversation`] opens it
+    /// for the user again. `CONVERSATION_NOT_FOUND` unless the user is a member.
+    async fn hide_conversation(&self, conversation_id: &str, user_id: i64) -> Result<()>;
 
     /// `CONVERSATION_NOT_FOUND` if missing.
     async fn conversation(&self, conversation_id: &str) -> Result<pb::ConversationMeta>;

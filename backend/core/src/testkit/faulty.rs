@@ -133,6 +133,18 @@ impl Store for FaultyStore {
     async fn search_users(&self, prefix: &str, after: i64, limit: i64) -> Result<Vec<pb::User>> {
         self.inner.search_users(prefix, after, limit).await
     }
+    async fn update_profile(&self, req: pb::UpdateProfileRequest) -> Result<pb::User> {
+        self.inner.update_profile(req).await
+    }
+    async fn send_friend_request(&self, r: pb::NewFriendRequest) -> Result<pb::FriendRequestSent> {
+        self.inner.send_friend_request(r).await
+    }
+    async fn friend_requests(&self, q: pb::FriendRequestsQuery) -> Result<Vec<pb::FriendRequest>> {
+        self.inner.friend_requests(q).await
+    }
+    async fn answer_friend_request(&self, a: pb::FriendRequestAnswer) -> Result<pb::FriendRequest> {
+        self.inner.answer_friend_request(a).await
+    }
     async fn add_friend(&self, user_id: i64, other: i64) -> Result<pb::ConversationMeta> {
         self.inner.add_friend(user_id, other).await
     }
@@ -161,6 +173,15 @@ impl Store for FaultyStore {
     }
     async fn set_group_role(&self, group_id: i64, user_id: i64, role: pb::GroupRole) -> Result<()> {
         self.inner.set_group_role(group_id, user_id, role).await
+    }
+    async fn update_group(&self, req: pb::UpdateGroupRequest) -> Result<pb::Group> {
+        self.inner.update_group(req).await
+    }
+    async fn dissolve_group(&self, group_id: i64) -> Result<Vec<i64>> {
+        self.inner.dissolve_group(group_id).await
+    }
+    async fn hide_conversation(&self, conversation_id: &str, user_id: i64) -> Result<()> {
+        self.inner.hide_conversation(conversation_id, user_id).await
     }
     async fn conversation(&self, conversation_id: &str) -> Result<pb::ConversationMeta> {
         self.inner.conversation(conversation_id).await

@@ -74,9 +74,13 @@ macro_rules! store_conformance {
             [
                 users_are_unique_by_name,
                 users_are_found_by_name_prefix,
+                profiles_keep_what_is_not_updated,
+                friend_requests_wait_for_the_targets_answer,
                 single_conversation_is_idempotent,
                 friends_are_mutual,
                 groups_have_roles_and_members,
+                groups_are_described_handed_over_and_dissolved,
+                a_hidden_conversation_returns_with_a_new_message,
                 seq_is_strictly_increasing_and_idempotent,
                 concurrent_appends_leave_no_gap,
                 history_pages_both_ways,

@@ -192,6 +192,192 @@ pub async fn users_are_found_by_name_prefix(store: Arc<dyn Store>) {
         .is_empty());
 }
 
+pub async fn profiles_keep_what_is_not_updated(store: Arc<dyn Store>) {
+    let u = new_user(store.as_ref(), "p").await;
+    assert_eq!(u.nickname, "");
+    let set = |avatar: Option<&str>, nickname: Option<&str>| pb::UpdateProfileRequest {
+        user_id: u.user_id,
+        avatar: avatar.map(Into::into),
+        nickname: nickname.map(Into::into),
+    };
+    let p = store
+        .update_profile(set(Some("https://a.example/x.png"), Some("Pé 🐙")))
+        .await
+        .unwrap();
+    assert_eq!(
+        (p.avatar.as_str(), p.nickname.as_str()),
+        ("https://a.example/x.png", "Pé 🐙")
+    );
+    // a field not given stays; an empty one clears
+    let p = store.update_profile(set(None, Some(""))).await.unwrap();
+    assert_eq!(
+        (p.avatar.as_str(), p.nickname.as_str()),
+        ("https://a.example/x.png", "")
+    );
+    let p = store.update_profile(set(None, Some("N"))).await.unwrap();
+    // every read of the user has the profile
+    assert_eq!(store.user(u.user_id).await.unwrap(), p);
+    assert_eq!(store.user_by_name(&u.username).await.unwrap(), p);
+    assert_eq!(store.users(&[u.user_id]).await.unwrap(), vec![p.clone()]);
+    assert_eq!(
+        store.credentials(&u.username).await.unwrap().user,
+        Some(p.clone())
+    );
+    let missing = store
+        .update_profile(pb::UpdateProfileRequest {
+            user_id: i64::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code, ErrorCode::UserNotFound);
+}
+
+pub async fn friend_requests_wait_for_the_targets_answer(store: Arc<dyn Store>) {
+    use crate::model::{REQUEST_ACCEPTED, REQUEST_BLOCKED, REQUEST_PENDING, REQUEST_REJECTED};
+    let a = new_user(store.as_ref(), "fa").await;
+    let b = new_user(store.as_ref(), "fb").await;
+    let c = new_user(store.as_ref(), "fc").await;
+    let ask = |from: &pb::User, to: &pb::User, message: &str| pb::NewFriendRequest {
+        requester_id: from.user_id,
+        target_id: to.user_id,
+        message: message.into(),
+    };
+    let sent = store.send_friend_request(ask(&a, &b, "hi")).await.unwrap();
+    assert!(sent.changed);
+    let r = sent.request.unwrap();
+    assert_eq!(
+        (r.requester_id, r.target_id, r.status, r.message.as_str()),
+        (a.user_id, b.user_id, REQUEST_PENDING, "hi")
+    );
+    assert!(
+        r.created_at > 1_600_000_000 && r.created_at < 100_000_000_000,
+        "unix seconds"
+    );
+    assert_eq!(r.requester.as_ref().unwrap().username, a.username);
+    assert_eq!(r.target.as_ref().unwrap().username, b.username);
+    // asking again while pending changes nothing
+    let again = store
+        .send_friend_request(ask(&a, &b, "hello?"))
+        .await
+        .unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.request.as_ref().unwrap(), &r);
+    // no friendship before the answer
+    assert!(store.friends(a.user_id).await.unwrap().is_empty());
+
+    let list = |user: &pb::User, received: bool, status: i32| pb::FriendRequestsQuery {
+        user_id: user.user_id,
+        received,
+        status,
+        limit: 100,
+    };
+    let got = store.friend_requests(list(&b, true, -1)).await.unwrap();
+    assert_eq!(got, vec![r.clone()]);
+    assert_eq!(
+        store.friend_requests(list(&a, false, -1)).await.unwrap(),
+        vec![r.clone()]
+    );
+    assert!(store
+        .friend_requests(list(&a, true, -1))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .friend_requests(list(&b, true, REQUEST_ACCEPTED))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let answer = |by: &pb::User, id: i64, status: i32| pb::FriendRequestAnswer {
+        request_id: id,
+        target_id: by.user_id,
+        status,
+    };
+    // only the target answers
+    let e = store
+        .answer_friend_request(answer(&a, r.request_id, REQUEST_ACCEPTED))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    let rejected = store
+        .answer_friend_request(answer(&b, r.request_id, REQUEST_REJECTED))
+        .await
+        .unwrap();
+    assert_eq!(rejected.status, REQUEST_REJECTED);
+    // the same answer again is returned as it is; another one is a conflict
+    assert_eq!(
+        store
+            .answer_friend_request(answer(&b, r.request_id, REQUEST_REJECTED))
+            .await
+            .unwrap()
+            .status,
+        REQUEST_REJECTED
+    );
+    let e = store
+        .answer_friend_request(answer(&b, r.request_id, REQUEST_ACCEPTED))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Conflict);
+    // asking after a rejection reopens the same request
+    let reopened = store
+        .send_friend_request(ask(&a, &b, "please"))
+        .await
+        .unwrap();
+    assert!(reopened.changed);
+    let r2 = reopened.request.unwrap();
+    assert_eq!(
+        (r2.request_id, r2.status, r2.message.as_str()),
+        (r.request_id, REQUEST_PENDING, "please")
+    );
+    let accepted = store
+        .answer_friend_request(answer(&b, r.request_id, REQUEST_ACCEPTED))
+        .await
+        .unwrap();
+    assert_eq!(accepted.status, REQUEST_ACCEPTED);
+    assert!(accepted.updated_at >= r.created_at);
+    let after = store.send_friend_request(ask(&a, &b, "x")).await.unwrap();
+    assert!(!after.changed && after.request.unwrap().status == REQUEST_ACCEPTED);
+
+    // a block stays: asking again does not reopen it
+    let rc = store
+        .send_friend_request(ask(&c, &b, ""))
+        .await
+        .unwrap()
+        .request
+        .unwrap();
+    store
+        .answer_friend_request(answer(&b, rc.request_id, REQUEST_BLOCKED))
+        .await
+        .unwrap();
+    let blocked = store
+        .send_friend_request(ask(&c, &b, "let me in"))
+        .await
+        .unwrap();
+    assert!(!blocked.changed);
+    assert_eq!(blocked.request.unwrap().status, REQUEST_BLOCKED);
+    // newest change first
+    let received: Vec<i64> = store
+        .friend_requests(list(&b, true, -1))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.requester_id)
+        .collect();
+    assert_eq!(received.len(), 2);
+    assert!(received.contains(&a.user_id) && received.contains(&c.user_id));
+
+    let e = store
+        .send_friend_request(pb::NewFriendRequest {
+            requester_id: a.user_id,
+            target_id: i64::MAX,
+            message: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::UserNotFound);
+}
+
 pub async fn single_conversation_is_idempotent(store: Arc<dyn Store>) {
     let a = new_user(store.as_ref(), "a").await;
     let b = new_user(store.as_ref(), "b").await;
@@ -263,6 +449,157 @@ pub async fn friends_are_mutual(store: Arc<dyn Store>) {
     assert_eq!(
         store.add_friend(a.user_id, -3).await.unwrap_err().code,
         ErrorCode::UserNotFound
+    );
+}
+
+pub async fn groups_are_described_handed_over_and_dissolved(store: Arc<dyn Store>) {
+    let owner = new_user(store.as_ref(), "gown").await;
+    let m1 = new_user(store.as_ref(), "gm1").await;
+    let m2 = new_user(store.as_ref(), "gm2").await;
+    let g = store
+        .create_group(pb::CreateGroupRequest {
+            owner_id: owner.user_id,
+            group_name: "before".into(),
+            avatar: String::new(),
+            member_ids: vec![m1.user_id, m2.user_id],
+        })
+        .await
+        .unwrap();
+    assert_eq!(g.description, "");
+    let set = |name: Option<&str>, description: Option<&str>| pb::UpdateGroupRequest {
+        group_id: g.group_id,
+        name: name.map(Into::into),
+        description: description.map(Into::into),
+        avatar: None,
+    };
+    let u = store
+        .update_group(set(Some("after"), Some("what we do 🐙")))
+        .await
+        .unwrap();
+    assert_eq!(
+        (u.group_name.as_str(), u.description.as_str()),
+        ("after", "what we do 🐙")
+    );
+    let u = store.update_group(set(None, Some(""))).await.unwrap();
+    assert_eq!(
+        (u.group_name.as_str(), u.description.as_str()),
+        ("after", "")
+    );
+    let e = store
+        .update_group(pb::UpdateGroupRequest {
+            group_id: i64::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::GroupNotFound);
+
+    // handing the group over: one owner, the one before is an admin
+    store
+        .set_group_role(g.group_id, m1.user_id, pb::GroupRole::Owner)
+        .await
+        .unwrap();
+    let h = store.group(g.group_id).await.unwrap();
+    assert_eq!(h.owner_id, m1.user_id);
+    let role_of = |id: i64| h.members.iter().find(|m| m.user_id == id).unwrap().role;
+    assert_eq!(role_of(m1.user_id), pb::GroupRole::Owner as i32);
+    assert_eq!(role_of(owner.user_id), pb::GroupRole::Admin as i32);
+    assert_eq!(role_of(m2.user_id), pb::GroupRole::Member as i32);
+    let e = store
+        .set_group_role(g.group_id, i64::MAX, pb::GroupRole::Admin)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+
+    // dissolving: the group, its conversation and its messages are gone
+    let out = append_one(
+        store.as_ref(),
+        text(&g.conversation_id, &m2, "last words", ""),
+    )
+    .await;
+    assert!(out.error_code.is_empty(), "{out:?}");
+    let mut members = store.dissolve_group(g.group_id).await.unwrap();
+    members.sort_unstable();
+    let mut want = vec![owner.user_id, m1.user_id, m2.user_id];
+    want.sort_unstable();
+    assert_eq!(members, want);
+    assert_eq!(
+        store.group(g.group_id).await.unwrap_err().code,
+        ErrorCode::GroupNotFound
+    );
+    assert_eq!(
+        store
+            .conversation(&g.conversation_id)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::ConversationNotFound
+    );
+    assert!(!store
+        .is_member(&g.conversation_id, m2.user_id)
+        .await
+        .unwrap());
+    assert!(store
+        .conversations(m2.user_id)
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| c.conversation_id != g.conversation_id));
+    let late = append_one(store.as_ref(), text(&g.conversation_id, &m2, "late", "")).await;
+    assert_eq!(late.error_code, "CONVERSATION_NOT_FOUND", "{late:?}");
+    assert_eq!(
+        store.dissolve_group(g.group_id).await.unwrap_err().code,
+        ErrorCode::GroupNotFound
+    );
+}
+
+pub async fn a_hidden_conversation_returns_with_a_new_message(store: Arc<dyn Store>) {
+    let a = new_user(store.as_ref(), "ha").await;
+    let b = new_user(store.as_ref(), "hb").await;
+    let c = store
+        .single_conversation(a.user_id, b.user_id)
+        .await
+        .unwrap();
+    let id = c.conversation_id.clone();
+    let hidden = |user: i64| {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            store
+                .conversations(user)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|v| v.conversation_id == id)
+                .expect("still listed, flagged")
+                .hidden
+        }
+    };
+    assert!(!hidden(a.user_id).await);
+    // an empty conversation hides too; only the one who hid it
+    store.hide_conversation(&id, a.user_id).await.unwrap();
+    assert!(hidden(a.user_id).await && !hidden(b.user_id).await);
+    let out = append_one(store.as_ref(), text(&id, &b, "back?", "")).await;
+    assert!(out.error_code.is_empty(), "{out:?}");
+    assert!(!hidden(a.user_id).await, "a new message shows it again");
+    // hidden again, then opened again by its user
+    store.hide_conversation(&id, a.user_id).await.unwrap();
+    assert!(hidden(a.user_id).await);
+    store
+        .single_conversation(a.user_id, b.user_id)
+        .await
+        .unwrap();
+    assert!(!hidden(a.user_id).await);
+    // membership is untouched by hiding; outsiders cannot hide
+    assert!(store.is_member(&id, a.user_id).await.unwrap());
+    let outsider = new_user(store.as_ref(), "hc").await;
+    assert_eq!(
+        store
+            .hide_conversation(&id, outsider.user_id)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::ConversationNotFound
     );
 }
 

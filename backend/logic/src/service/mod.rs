@@ -16,6 +16,8 @@ use ringchat_proto as pb;
 use crate::api::LogicApi;
 use crate::auth::{Passwords, TokenKeys};
 
+mod friends;
+mod members;
 mod routing;
 mod rules;
 mod sessions;
@@ -40,7 +42,14 @@ pub struct LogicService {
     singles: singles::SingleChats,
     /// User searches per caller ([`SEARCHES_PER_SEC`], [`SEARCHES_BURST`]).
     searches: KeyedLimiter<i64>,
+    /// Friend requests per caller ([`FRIEND_REQUESTS_PER_MINUTE`]).
+    friend_requests: KeyedLimiter<i64>,
+    /// `logic.friends_need_consent`: the v1 `POST /api/friends` sends a request.
+    friends_need_consent: bool,
 }
+
+/// Friend requests a user may send per minute (and the burst).
+pub const FRIEND_REQUESTS_PER_MINUTE: f64 = 20.0;
 
 /// User searches per caller and second (a client searching as its user types), and the
 /// burst allowed.
@@ -92,6 +101,11 @@ impl LogicService {
             )),
             singles: singles::SingleChats::default(),
             searches: KeyedLimiter::new(Rate::new(SEARCHES_PER_SEC, SEARCHES_BURST)),
+            friend_requests: KeyedLimiter::new(Rate::per_minute(
+                FRIEND_REQUESTS_PER_MINUTE,
+                FRIEND_REQUESTS_PER_MINUTE,
+            )),
+            friends_need_consent: config.logic.friends_need_consent,
         })
     }
 
@@ -227,8 +241,33 @@ impl LogicApi for LogicService {
         routing::send_message(self, req).await
     }
 
-    async fn add_friend(&self, req: pb::TargetUserRequest) -> Result<pb::ConversationView> {
-        rules::add_friend(self, req).await
+    async fn update_profile(&self, req: pb::CallerUpdateProfileRequest) -> Result<pb::User> {
+        friends::update_profile(self, req).await
+    }
+
+    async fn add_friend(&self, req: pb::TargetUserRequest) -> Result<pb::FriendRequestResult> {
+        friends::add_friend(self, req).await
+    }
+
+    async fn send_friend_request(
+        &self,
+        req: pb::CallerFriendRequest,
+    ) -> Result<pb::FriendRequestResult> {
+        friends::send_request(self, req).await
+    }
+
+    async fn list_friend_requests(
+        &self,
+        req: pb::CallerFriendRequestsQuery,
+    ) -> Result<pb::FriendRequestList> {
+        friends::list_requests(self, req).await
+    }
+
+    async fn answer_friend_request(
+        &self,
+        req: pb::CallerFriendRequestAnswer,
+    ) -> Result<pb::FriendRequestResult> {
+        friends::answer_request(self, req).await
     }
 
     async fn list_friends(&self, req: pb::CallerRequest) -> Result<pb::FriendList> {
@@ -249,6 +288,46 @@ impl LogicApi for LogicService {
 
     async fn remove_group_member(&self, req: pb::CallerGroupMemberRequest) -> Result<pb::Group> {
         rules::remove_group_member(self, req).await
+    }
+
+    async fn get_conversation(
+        &self,
+        req: pb::CallerConversationRequest,
+    ) -> Result<pb::ConversationDetails> {
+        members::get_conversation(self, req).await
+    }
+
+    async fn update_conversation(
+        &self,
+        req: pb::CallerUpdateConversationRequest,
+    ) -> Result<pb::ConversationDetails> {
+        members::update_conversation(self, req).await
+    }
+
+    async fn delete_conversation(
+        &self,
+        req: pb::CallerConversationRequest,
+    ) -> Result<pb::ConversationDeleted> {
+        members::delete_conversation(self, req).await
+    }
+
+    async fn list_members(&self, req: pb::CallerMembersQuery) -> Result<pb::MemberPage> {
+        members::list_members(self, req).await
+    }
+
+    async fn add_members(
+        &self,
+        req: pb::CallerConversationMembersRequest,
+    ) -> Result<pb::MemberPage> {
+        members::add_members(self, req).await
+    }
+
+    async fn set_member_role(&self, req: pb::CallerMemberRoleRequest) -> Result<pb::GroupMember> {
+        members::set_member_role(self, req).await
+    }
+
+    async fn remove_member(&self, req: pb::CallerConversationMemberRequest) -> Result<()> {
+        members::remove_member(self, req).await
     }
 
     async fn user_connected(&self, req: pb::PresenceRequest) -> Result<()> {

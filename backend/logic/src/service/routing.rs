@@ -107,7 +107,7 @@ impl LogicService {
 
     /// Sends `event(recipients)` under `key` to each gateway that holds online users of
     /// `user_ids` (to every gateway when presence is unknown); nothing for no users.
-    async fn tell_online(
+    pub(super) async fn tell_online(
         &self,
         user_ids: &[i64],
         key: &str,

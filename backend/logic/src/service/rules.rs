@@ -232,9 +232,10 @@ pub(super) async fn list_conversations(
     svc: &LogicService,
     req: pb::CallerRequest,
 ) -> Result<pb::ConversationList> {
-    Ok(pb::ConversationList {
-        conversations: svc.ports.store.conversations(req.caller_id).await?,
-    })
+    let mut conversations = svc.ports.store.conversations(req.caller_id).await?;
+    // single chats the user deleted stay out until a new message
+    conversations.retain(|c| !c.hidden);
+    Ok(pb::ConversationList { conversations })
 }
 
 pub(super) async fn create_single_conversation(
@@ -287,25 +288,6 @@ pub(super) async fn mark_read(
         .await
 }
 
-pub(super) async fn add_friend(
-    svc: &LogicService,
-    req: pb::TargetUserRequest,
-) -> Result<pb::ConversationView> {
-    let caller = svc.caller(req.caller_id).await?;
-    if caller.is_guest {
-        return Err(Error::forbidden("guests cannot add friends"));
-    }
-    if req.target_user_id == req.caller_id {
-        return Err(Error::invalid("cannot befriend yourself"));
-    }
-    let meta = svc
-        .ports
-        .store
-        .add_friend(req.caller_id, req.target_user_id)
-        .await?;
-    svc.view_of(req.caller_id, &meta.conversation_id).await
-}
-
 pub(super) async fn list_friends(
     svc: &LogicService,
     req: pb::CallerRequest,
@@ -332,10 +314,7 @@ pub(super) async fn create_group(
     if caller.is_guest {
         return Err(Error::forbidden("guests cannot create groups"));
     }
-    let name = req.group_name.trim();
-    if !(1..=50).contains(&char_len(name)) {
-        return Err(Error::invalid("groupName must be 1-50 characters"));
-    }
+    let name = super::members::check_group_name(&req.group_name)?;
     check_member_list(&req.member_ids)?;
     check_avatar(&req.avatar)?;
     let group = svc
@@ -343,7 +322,7 @@ pub(super) async fn create_group(
         .store
         .create_group(pb::CreateGroupRequest {
             owner_id: req.caller_id,
-            group_name: name.to_string(),
+            group_name: name,
             avatar: req.avatar,
             member_ids: req.member_ids,
         })
@@ -371,64 +350,17 @@ pub(super) async fn add_group_members(
     req: pb::CallerGroupMembersRequest,
 ) -> Result<pb::Group> {
     let group = svc.ports.store.group(req.group_id).await?;
-    match role_of(&group, req.caller_id) {
-        Some(pb::GroupRole::Owner | pb::GroupRole::Admin) => {}
-        Some(_) => {
-            return Err(Error::forbidden(
-                "only the owner or an admin can add members",
-            ))
-        }
-        None => return Err(Error::forbidden("you are not a member of this group")),
-    }
-    if req.user_ids.is_empty() {
-        return Err(Error::invalid("no members to add"));
-    }
-    check_member_list(&req.user_ids)?;
-    if group.members.len() + req.user_ids.len() > MAX_GROUP_MEMBERS {
-        return Err(Error::invalid(format!(
-            "a group has at most {MAX_GROUP_MEMBERS} members"
-        )));
-    }
-    svc.ports
-        .store
-        .add_group_members(req.group_id, &req.user_ids, pb::GroupRole::Member)
-        .await?;
-    svc.ports.store.group(req.group_id).await
+    Ok(
+        super::members::add(svc, req.caller_id, group, &req.user_ids)
+            .await?
+            .0,
+    )
 }
 
 pub(super) async fn remove_group_member(
     svc: &LogicService,
     req: pb::CallerGroupMemberRequest,
 ) -> Result<pb::Group> {
-    use pb::GroupRole::{Admin, Owner};
     let group = svc.ports.store.group(req.group_id).await?;
-    let caller = role_of(&group, req.caller_id)
-        .ok_or_else(|| Error::forbidden("you are not a member of this group"))?;
-    let target = role_of(&group, req.user_id).ok_or_else(|| {
-        Error::new(
-            ErrorCode::NotFound,
-            format!("user {} is not in this group", req.user_id),
-        )
-    })?;
-    let allowed = if req.caller_id == req.user_id {
-        caller != Owner
-    } else {
-        match caller {
-            Owner => true,
-            Admin => !matches!(target, Owner | Admin),
-            _ => false,
-        }
-    };
-    if !allowed {
-        return Err(Error::forbidden(if req.caller_id == req.user_id {
-            "the owner cannot leave the group"
-        } else {
-            "your role cannot remove this member"
-        }));
-    }
-    svc.ports
-        .store
-        .remove_group_member(req.group_id, req.user_id)
-        .await?;
-    svc.ports.store.group(req.group_id).await
+    super::members::remove(svc, req.caller_id, group, req.user_id).await
 }
