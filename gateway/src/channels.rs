@@ -41,7 +41,7 @@ pub enum DirEvent {
 pub enum DispatchMsg {
     Dir(DirEvent),
     /// An event and the trace id its record carried (for the dispatcher's log lines).
-    Event(pb::DownstreamBatch, Option<TraceId>),
+    Event(Box<pb::DownstreamBatch>, Option<TraceId>),
 }
 
 /// Connection ids carry their core in the top 16 bits.

@@ -110,7 +110,7 @@ pub async fn run_downstream_consumer(
             async move {
                 for b in batch {
                     metrics.downstream_events.fetch_add(1, Relaxed);
-                    let event = DispatchMsg::Event(b.message, b.trace_id);
+                    let event = DispatchMsg::Event(Box::new(b.message), b.trace_id);
                     if tx.send(event).await.is_err() {
                         return Handled::Stop;
                     }
@@ -397,6 +397,7 @@ fn route(body: Body, metrics: &GatewayMetrics) -> Routed {
                 Some(Event::ConversationUpdated(c)) => {
                     ServerEvent::ConversationUpdated(c.into()).encode()
                 }
+                Some(Event::ReadReceipt(r)) => ServerEvent::ReadReceipt(r.into()).encode(),
                 None => return Routed::Nothing,
             };
             Routed::Users {

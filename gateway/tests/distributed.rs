@@ -108,6 +108,20 @@ impl Cluster {
     /// As [`Cluster::start`], every process logging by `rust_log` (`RUST_LOG`), and those
     /// named in `json` as JSON lines.
     fn start_logging(own_redis: bool, rust_log: &str, json: &[&str]) -> Cluster {
+        Cluster::start_full(own_redis, rust_log, json, &[])
+    }
+
+    /// As [`Cluster::start`], with `extra` settings for every process.
+    fn start_with(extra: &[(&str, &str)]) -> Cluster {
+        Cluster::start_full(false, "info", &[], extra)
+    }
+
+    fn start_full(
+        own_redis: bool,
+        rust_log: &str,
+        json: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Cluster {
         let mysql = engine("RINGCHAT_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306");
         let etcd = engine("RINGCHAT_TEST_ETCD_URL", "http://127.0.0.1:2379");
         let kafka = engine("RINGCHAT_TEST_KAFKA_BROKERS", "127.0.0.1:9092");
@@ -171,6 +185,7 @@ impl Cluster {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
         .collect();
         let mut c = Cluster {
             name,
@@ -699,6 +714,127 @@ fn conversations_and_members_across_two_gateways() {
     let m2 = cluster.user("gw-1", "cm_2");
     let outsider = cluster.user("gw-2", "cm_x");
     common::check_conversations_and_members(&owner, &m1, &m2, &outsider);
+}
+
+/// A webhook that records the JSON bodies POSTed to it (stands in for APNs/FCM).
+fn webhook_recorder() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/push", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    seen.lock().unwrap().push(v);
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, bodies)
+}
+
+/// On the real engines with `logic.friends_need_consent` and im-task's webhook notifier:
+/// the v1 `POST /api/friends` sends a request (202) that the other side's own v1 add
+/// accepts, and a mention reaches an offline member through im-task's webhook, naming them.
+#[test]
+fn consent_and_mention_pushes_on_the_real_engines() {
+    let (url, pushes) = webhook_recorder();
+    let cluster = Cluster::start_with(&[
+        ("RINGCHAT_LOGIC__FRIENDS_NEED_CONSENT", "true"),
+        ("RINGCHAT_TASK__NOTIFIER", "webhook"),
+        ("RINGCHAT_TASK__WEBHOOK_URL", &url),
+    ]);
+    let a = cluster.user("gw-1", "cs_a");
+    let b = cluster.user("gw-2", "cs_b");
+    let c = cluster.user("gw-2", "cs_c");
+    let r = a.http().post("/api/friends", &json!({ "friendId": b.id }));
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["data"]["request"]["status"], 0, "{}", r.text);
+    let r = b.http().post("/api/friends", &json!({ "friendId": a.id }));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.body["data"]["conversation"]["conversationId"].is_string(),
+        "{}",
+        r.text
+    );
+
+    // b and c are offline; a mentions c in a group
+    let r = a.http().post(
+        "/api/groups",
+        &json!({ "groupName": "pushes", "members": [b.id, c.id] }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let conv = r.body["data"]["conversation"]["conversationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = a.http().post(
+        "/api/messages",
+        &json!({ "conversationId": conv, "content": "@c look", "mentions": [c.id] }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let message_id = r.body["data"]["messageId"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let push = loop {
+        let found = pushes
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|p| p["messageId"] == message_id.as_str())
+            .cloned();
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no push for {message_id}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut users: Vec<String> = push["userIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_string())
+        .collect();
+    users.sort();
+    let mut want = vec![b.id.clone(), c.id.clone()];
+    want.sort();
+    assert_eq!(users, want, "{push}");
+    assert_eq!(push["mentionedUserIds"], json!([c.id]), "{push}");
+}
+
+/// Edit, revoke, mentions and read receipts across two gateways on the real engines: the
+/// check of `social.rs`, with every event crossing Kafka and each change stored in
+/// MariaDB.
+#[test]
+fn message_changes_and_read_receipts_across_two_gateways() {
+    let cluster = Cluster::start(false);
+    let owner = cluster.user("gw-1", "mc_o");
+    let m1 = cluster.user("gw-2", "mc_1");
+    let m2 = cluster.user("gw-1", "mc_2");
+    let outsider = cluster.user("gw-2", "mc_x");
+    common::check_message_changes(&owner, &m1, &m2, &outsider);
 }
 
 /// Typing indicators across two gateways on the real engines: the checks of `typing.rs`,

@@ -64,3 +64,45 @@ fn conversations_and_members_are_managed_with_events() {
     let outsider = sys.user("cm_x");
     check_conversations_and_members(&owner, &m1, &m2, &outsider);
 }
+
+#[test]
+fn messages_are_edited_revoked_mentioned_and_read() {
+    let sys = System::start();
+    let (owner, m1, m2) = (sys.user("mc_o"), sys.user("mc_1"), sys.user("mc_2"));
+    let outsider = sys.user("mc_x");
+    check_message_changes(&owner, &m1, &m2, &outsider);
+}
+
+#[test]
+fn revoke_and_edit_windows_close() {
+    let sys = System::start_with(&[
+        ("RINGCHAT_LOGIC__REVOKE_WINDOW_SECS", "1"),
+        ("RINGCHAT_LOGIC__EDIT_WINDOW_SECS", "1"),
+    ]);
+    let (a, b) = (sys.user("wn_a"), sys.user("wn_b"));
+    let single = a.single_with(&b);
+    let mut ws = a.ws();
+    ws.send(&single, "soon stale", "wn-1");
+    let id = ws.ack("wn-1")["messageId"].as_str().unwrap().to_string();
+    let path = format!("/api/messages/{id}");
+    // the windows close a second after sending: then both are refused, with the window named
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let edit = loop {
+        let r = a.http().put(&path, &json!({ "content": "late" }));
+        if r.status != 200 {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edit window never closed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_error(&edit, 403, "FORBIDDEN");
+    assert!(edit.text.contains("within 1 s"), "{}", edit.text);
+    let r = a.http().request("DELETE", &path, None, &[]);
+    assert_error(&r, 403, "FORBIDDEN");
+    // a single chat has no owner to revoke for the sender
+    let r = b.http().request("DELETE", &path, None, &[]);
+    assert_error(&r, 403, "FORBIDDEN");
+}

@@ -254,6 +254,10 @@ pub struct LogicConfig {
     /// The v1 `POST /api/friends` sends a friend request (the other side accepts) instead
     /// of making friends at once. Off by default: the GoChat web client expects friends.
     pub friends_need_consent: bool,
+    /// How long after sending a message its sender may revoke it (a group's owner and
+    /// admins may revoke any message of the group at any time), and edit it.
+    pub revoke_window_secs: u64,
+    pub edit_window_secs: u64,
 }
 
 impl LogicConfig {
@@ -276,6 +280,8 @@ impl Default for LogicConfig {
             user_sends_per_sec: 100,
             user_sends_burst: 200,
             friends_need_consent: false,
+            revoke_window_secs: 120,
+            edit_window_secs: 900,
         }
     }
 }

@@ -26,8 +26,11 @@ pub fn single_conversation_id(a: i64, b: i64) -> String {
     format!("s_{}_{}", a.min(b), a.max(b))
 }
 
+/// Group conversation ids start with this.
+pub const GROUP_ID_PREFIX: &str = "g_";
+
 pub fn group_conversation_id(group_id: i64) -> String {
-    format!("g_{group_id}")
+    format!("{GROUP_ID_PREFIX}{group_id}")
 }
 
 pub fn world_target(member_count: i64) -> pb::WorldTarget {
@@ -102,6 +105,8 @@ pub fn message_type_name(t: i32) -> &'static str {
         pb::MessageType::System => "system",
         pb::MessageType::Voice => "voice",
         pb::MessageType::Video => "video",
+        pb::MessageType::Revoke => "revoke",
+        pb::MessageType::Edit => "edit",
         _ => "text",
     }
 }
@@ -237,6 +242,63 @@ pub fn check_answered(request: &pb::FriendRequest, status: i32) -> Result<()> {
         crate::ErrorCode::Conflict,
         format!("friend request {} was already {was}", request.request_id),
     ))
+}
+
+/// A revoke or edit event (stored by the server in the seq stream, never sent by clients).
+pub fn is_amendment(t: i32) -> bool {
+    t == pb::MessageType::Revoke as i32 || t == pb::MessageType::Edit as i32
+}
+
+/// Bits of a stored message's `flags`.
+pub const FLAG_EDITED: i64 = 1;
+pub const FLAG_REVOKED: i64 = 2;
+pub const FLAG_MENTION_ALL: i64 = 4;
+/// Most users one message may @-mention.
+pub const MAX_MENTIONS: usize = 50;
+/// Mentions are counted among this many of a conversation's newest unread messages.
+pub const MENTION_SCAN: i64 = 1000;
+
+/// The `flags` a new message is stored with.
+pub fn draft_flags(d: &pb::MessageDraft) -> i64 {
+    if d.mention_all {
+        FLAG_MENTION_ALL
+    } else {
+        0
+    }
+}
+
+/// Mentioned user ids as stored: `,1,2,` (so `,<id>,` finds one), or empty.
+pub fn mention_list(ids: &[i64]) -> String {
+    if ids.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(",");
+    for id in ids {
+        s.push_str(&id.to_string());
+        s.push(',');
+    }
+    s
+}
+
+/// The stored extras of a message (its `ref_id`, `flags` and `mentions` columns), as the
+/// rest of a [`pb::ChatMessage`].
+pub fn message_extras(ref_id: i64, flags: i64, mentions: String) -> pb::ChatMessage {
+    pb::ChatMessage {
+        ref_message_id: ref_id,
+        edited: flags & FLAG_EDITED != 0,
+        revoked: flags & FLAG_REVOKED != 0,
+        mention_all: flags & FLAG_MENTION_ALL != 0,
+        mentions: mentions.split(',').filter_map(|s| s.parse().ok()).collect(),
+        ..Default::default()
+    }
+}
+
+/// `NOT_FOUND` for a message id.
+pub fn message_not_found(message_id: i64) -> Error {
+    Error::new(
+        crate::ErrorCode::NotFound,
+        format!("message {message_id} not found"),
+    )
 }
 
 /// A SQL `LIKE` pattern for names starting with `prefix`, with `!` as the escape character

@@ -34,6 +34,12 @@ pub trait LogicApi: Send + Sync + 'static {
     async fn mark_read(&self, req: pb::CallerMarkReadRequest) -> Result<pb::ReadPointer>;
     /// The synchronous (HTTP) send: durable when it returns, then delivered.
     async fn send_message(&self, req: pb::SendMessageRequest) -> Result<pb::ChatMessage>;
+    /// Revokes or edits a message (see the client API's rules); the change is also a new
+    /// message in the conversation's seq stream (type revoke or edit), delivered as one.
+    async fn amend_message(&self, req: pb::CallerAmendMessageRequest)
+        -> Result<pb::AmendedMessage>;
+    /// Who has read a message, from the members' read pointers.
+    async fn message_readers(&self, req: pb::CallerReadersRequest) -> Result<pb::ReaderPage>;
     /// Relays a member's typing state to the conversation's other online members (single
     /// chats and groups up to the large-group threshold); nothing is stored.
     async fn typing(&self, req: pb::CallerTypingRequest) -> Result<()>;

@@ -134,6 +134,15 @@ impl LogicApi for GrpcLogic {
     async fn remove_group_member(&self, req: pb::CallerGroupMemberRequest) -> Result<pb::Group> {
         unwrap(self.c().remove_group_member(req).await)
     }
+    async fn amend_message(
+        &self,
+        req: pb::CallerAmendMessageRequest,
+    ) -> Result<pb::AmendedMessage> {
+        unwrap(self.c().amend_message(req).await)
+    }
+    async fn message_readers(&self, req: pb::CallerReadersRequest) -> Result<pb::ReaderPage> {
+        unwrap(self.c().message_readers(req).await)
+    }
     async fn get_conversation(
         &self,
         req: pb::CallerConversationRequest,

@@ -146,6 +146,15 @@ impl Logic for LogicGrpc {
     async fn remove_group_member(&self, r: Request<pb::CallerGroupMemberRequest>) -> R<pb::Group> {
         ok(self.api.remove_group_member(r.into_inner()).await)
     }
+    async fn amend_message(
+        &self,
+        r: Request<pb::CallerAmendMessageRequest>,
+    ) -> R<pb::AmendedMessage> {
+        ok(self.api.amend_message(r.into_inner()).await)
+    }
+    async fn message_readers(&self, r: Request<pb::CallerReadersRequest>) -> R<pb::ReaderPage> {
+        ok(self.api.message_readers(r.into_inner()).await)
+    }
     async fn get_conversation(
         &self,
         r: Request<pb::CallerConversationRequest>,

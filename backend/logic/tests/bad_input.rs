@@ -214,6 +214,7 @@ async fn every_rpc_rejects_bad_input_with_a_typed_error() {
                 content: "  ".into(),
                 r#type: text,
                 temp_message_id: String::new(),
+                ..Default::default()
             })
             .await
             .map(|_| ()),
@@ -227,6 +228,7 @@ async fn every_rpc_rejects_bad_input_with_a_typed_error() {
                 content: "x".into(),
                 r#type: 42,
                 temp_message_id: String::new(),
+                ..Default::default()
             })
             .await
             .map(|_| ()),
@@ -240,6 +242,7 @@ async fn every_rpc_rejects_bad_input_with_a_typed_error() {
                 content: "x".into(),
                 r#type: 0,
                 temp_message_id: String::new(),
+                ..Default::default()
             })
             .await
             .map(|_| ()),
@@ -253,6 +256,7 @@ async fn every_rpc_rejects_bad_input_with_a_typed_error() {
                 content: "x".repeat(64 * 1024 + 1),
                 r#type: text,
                 temp_message_id: String::new(),
+                ..Default::default()
             })
             .await
             .map(|_| ()),
@@ -266,6 +270,7 @@ async fn every_rpc_rejects_bad_input_with_a_typed_error() {
                 content: "x".into(),
                 r#type: text,
                 temp_message_id: "t".repeat(200),
+                ..Default::default()
             })
             .await
             .map(|_| ()),
@@ -279,6 +284,7 @@ async fn every_rpc_rejects_bad_input_with_a_typed_error() {
                 content: "x".into(),
                 r#type: text,
                 temp_message_id: String::new(),
+                ..Default::default()
             })
             .await
             .map(|_| ()),
@@ -292,6 +298,7 @@ async fn every_rpc_rejects_bad_input_with_a_typed_error() {
                 content: "x".into(),
                 r#type: text,
                 temp_message_id: String::new(),
+                ..Default::default()
             })
             .await
             .map(|_| ()),
@@ -428,6 +435,7 @@ async fn every_rpc_rejects_bad_input_with_a_typed_error() {
         content: "still alive".into(),
         r#type: text,
         temp_message_id: String::new(),
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -254,6 +254,7 @@ async fn single_conversation_is_idempotent_and_guests_cannot_open_one() {
             content: "hi from a guest".into(),
             r#type: pb::MessageType::Text as i32,
             temp_message_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -266,6 +267,7 @@ async fn single_conversation_is_idempotent_and_guests_cannot_open_one() {
             content: "hello world".into(),
             r#type: pb::MessageType::Text as i32,
             temp_message_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -444,6 +446,7 @@ async fn group_roles_are_enforced() {
             content: "still here?".into(),
             r#type: 1,
             temp_message_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -638,6 +641,7 @@ async fn unread_counts_and_mark_read() {
                 content: format!("m{i}"),
                 r#type: 1,
                 temp_message_id: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -710,6 +714,7 @@ async fn history_pages_by_number_and_by_cursor() {
                 content: format!("m{i}"),
                 r#type: 1,
                 temp_message_id: format!("h{i}"),
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -839,4 +844,206 @@ async fn world_and_large_groups_fan_out_through_im_task() {
         .wait_for(|p| p.message_id == ack.message_id.to_string())
         .await;
     assert_eq!(push.user_ids, vec![w.id().to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mentioned_offline_member_is_named_in_the_push() {
+    let b = start().await;
+    let (x, y, z) = (b.user("mx").await, b.user("my").await, b.user("mz").await);
+    let g = b
+        .api
+        .create_group(pb::CallerCreateGroupRequest {
+            caller_id: x.id(),
+            group_name: "mentions".into(),
+            member_ids: vec![y.id(), z.id()],
+            avatar: String::new(),
+        })
+        .await
+        .unwrap()
+        .group
+        .unwrap();
+    // y and z are offline; only z is mentioned
+    let sent = b
+        .api
+        .send_message(pb::SendMessageRequest {
+            caller_id: x.id(),
+            conversation_id: g.conversation_id.clone(),
+            content: "@z look".into(),
+            r#type: pb::MessageType::Text as i32,
+            mentions: vec![z.id()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(sent.mentions, vec![z.id()]);
+    let push = b
+        .notifier
+        .wait_for(|p| p.message_id == sent.message_id.to_string())
+        .await;
+    let mut users = push.user_ids.clone();
+    users.sort();
+    let mut both = vec![y.id().to_string(), z.id().to_string()];
+    both.sort();
+    assert_eq!(users, both);
+    assert_eq!(push.mentioned_user_ids, vec![z.id().to_string()]);
+    // a plain member may not mention everyone; the owner may
+    let e = b
+        .api
+        .send_message(pb::SendMessageRequest {
+            caller_id: y.id(),
+            conversation_id: g.conversation_id.clone(),
+            content: "@all".into(),
+            r#type: pb::MessageType::Text as i32,
+            mention_all: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    let all = b
+        .api
+        .send_message(pb::SendMessageRequest {
+            caller_id: x.id(),
+            conversation_id: g.conversation_id.clone(),
+            content: "@all meeting".into(),
+            r#type: pb::MessageType::Text as i32,
+            mention_all: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let push = b
+        .notifier
+        .wait_for(|p| p.message_id == all.message_id.to_string())
+        .await;
+    assert_eq!(push.mentioned_user_ids.len(), 2, "{push:?}");
+    // a revoke is not pushed
+    let revoked = b
+        .api
+        .amend_message(pb::CallerAmendMessageRequest {
+            caller_id: x.id(),
+            message_id: all.message_id,
+            revoke: true,
+            content: String::new(),
+        })
+        .await
+        .unwrap();
+    let event = revoked.event.unwrap();
+    assert_eq!(event.r#type, pb::MessageType::Revoke as i32);
+    assert_eq!(event.ref_message_id, all.message_id);
+    // the next push is for a later message, never for the revoke
+    let later = b
+        .api
+        .send_message(pb::SendMessageRequest {
+            caller_id: x.id(),
+            conversation_id: g.conversation_id.clone(),
+            content: "after".into(),
+            r#type: pb::MessageType::Text as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    b.notifier
+        .wait_for(|p| p.message_id == later.message_id.to_string())
+        .await;
+    let pushed = b.notifier.pushes.lock().unwrap().clone();
+    assert!(
+        pushed
+            .iter()
+            .all(|p| p.message_id != event.message_id.to_string()),
+        "{pushed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_receipts_of_many_readers_reach_the_sender_in_few_events() {
+    let b = start().await;
+    let owner = b.user("rcpt").await;
+    let mut members = Vec::new();
+    for i in 0..30 {
+        members.push(b.user(&format!("rd{i}")).await);
+    }
+    let g = b
+        .api
+        .create_group(pb::CallerCreateGroupRequest {
+            caller_id: owner.id(),
+            group_name: "receipts".into(),
+            member_ids: members.iter().map(|m| m.id()).collect(),
+            avatar: String::new(),
+        })
+        .await
+        .unwrap()
+        .group
+        .unwrap();
+    let gw = b.gateway().await;
+    gw.connect(&owner).await;
+    let sent = b
+        .api
+        .send_message(pb::SendMessageRequest {
+            caller_id: owner.id(),
+            conversation_id: g.conversation_id.clone(),
+            content: "read me".into(),
+            r#type: pb::MessageType::Text as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // all 30 read at once
+    let mut reads = tokio::task::JoinSet::new();
+    for m in &members {
+        let (api, caller_id) = (b.api.clone(), m.id());
+        let conversation_id = g.conversation_id.clone();
+        reads.spawn(async move {
+            api.mark_read(pb::CallerMarkReadRequest {
+                caller_id,
+                conversation_id,
+                seq_id: 0,
+            })
+            .await
+        });
+    }
+    while let Some(r) = reads.join_next().await {
+        assert_eq!(r.unwrap().unwrap().read_seq, sent.seq_id);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut events = 0;
+    while seen.len() < members.len() {
+        let body = gw
+            .recv_matching(|b| {
+                matches!(b, pb::downstream_batch::Body::Notice(n)
+                    if matches!(n.event, Some(pb::notice::Event::ReadReceipt(_))))
+            })
+            .await;
+        let pb::downstream_batch::Body::Notice(n) = body else {
+            unreachable!()
+        };
+        let Some(pb::notice::Event::ReadReceipt(r)) = n.event else {
+            unreachable!()
+        };
+        assert_eq!(n.recipient_user_ids, vec![owner.id()]);
+        assert_eq!(r.conversation_id, g.conversation_id);
+        for p in r.readers {
+            assert_eq!(p.read_seq, sent.seq_id);
+            seen.insert(p.user_id);
+        }
+        events += 1;
+    }
+    assert!(
+        events <= 3,
+        "30 reads within the batching delay make a few events, not {events}"
+    );
+    // the readers, from the read pointers
+    let page = b
+        .api
+        .message_readers(pb::CallerReadersRequest {
+            caller_id: owner.id(),
+            conversation_id: g.conversation_id.clone(),
+            message_id: sent.message_id,
+            after_user_id: 0,
+            size: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.users.len(), page.has_more), (10, true));
+    assert_eq!((page.read_count, page.member_count), (30, 30));
 }

@@ -83,6 +83,7 @@ async fn a_sends_trace_id_rides_on_its_ack_its_task_and_its_deliveries() {
         temp_message_id: "t-world".into(),
         timestamp_ms: 0,
         username: x.user.username.clone(),
+        ..Default::default()
     };
     bus.publish_with_headers(
         pb::topics::UPSTREAM,
@@ -140,6 +141,7 @@ async fn a_sends_trace_id_rides_on_its_ack_its_task_and_its_deliveries() {
             content: "over grpc".into(),
             r#type: pb::MessageType::Text as i32,
             temp_message_id: "t-grpc".into(),
+            ..Default::default()
         }),
     )
     .await
@@ -155,6 +157,7 @@ async fn a_sends_trace_id_rides_on_its_ack_its_task_and_its_deliveries() {
             content: "untraced".into(),
             r#type: pb::MessageType::Text as i32,
             temp_message_id: "t-plain".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

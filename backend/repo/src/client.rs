@@ -256,6 +256,19 @@ impl Store for GrpcStore {
     async fn messages(&self, req: pb::HistoryRequest) -> Result<pb::HistoryPage> {
         unwrap(self.c().get_messages(req).await)
     }
+    async fn message(&self, message_id: i64) -> Result<pb::ChatMessage> {
+        unwrap(
+            self.c()
+                .get_message(pb::MessageIdRequest { message_id })
+                .await,
+        )
+    }
+    async fn amend_message(&self, req: pb::AmendMessageRequest) -> Result<pb::ChatMessage> {
+        unwrap(self.c().amend_message(req).await)
+    }
+    async fn readers(&self, req: pb::ReadersRequest) -> Result<pb::Readers> {
+        unwrap(self.c().list_readers(req).await)
+    }
     async fn mark_read(
         &self,
         user_id: i64,

@@ -234,6 +234,15 @@ impl Repo for RepoService {
     async fn get_messages(&self, r: Request<pb::HistoryRequest>) -> R<pb::HistoryPage> {
         ok(self.store.messages(r.into_inner()).await)
     }
+    async fn get_message(&self, r: Request<pb::MessageIdRequest>) -> R<pb::ChatMessage> {
+        ok(self.store.message(r.into_inner().message_id).await)
+    }
+    async fn amend_message(&self, r: Request<pb::AmendMessageRequest>) -> R<pb::ChatMessage> {
+        ok(self.store.amend_message(r.into_inner()).await)
+    }
+    async fn list_readers(&self, r: Request<pb::ReadersRequest>) -> R<pb::Readers> {
+        ok(self.store.readers(r.into_inner()).await)
+    }
     async fn mark_read(&self, r: Request<pb::MarkReadRequest>) -> R<pb::ReadPointer> {
         let r = r.into_inner();
         ok(self

@@ -129,7 +129,7 @@ impl TaskService {
                 .into_iter()
                 .filter(|u| *u != message.sender_id)
                 .collect();
-            if !offline.is_empty() {
+            if !offline.is_empty() && !ringchat_core::model::is_amendment(message.r#type) {
                 self.push(&offline, &message).await;
             }
             if (page.len() as i64) < self.fanout_batch {

@@ -73,6 +73,11 @@ fn canonical(f: &ClientFrame) -> Value {
             if let Some(t) = &m.temp_message_id {
                 data["tempMessageId"] = json!(t);
             }
+            if m.mention_all {
+                data["mentions"] = json!("all");
+            } else if !m.mentions.is_empty() {
+                data["mentions"] = json!(m.mentions.iter().map(i64::to_string).collect::<Vec<_>>());
+            }
             json!({ "type": "send-message", "data": data, "timestamp": 1 })
         }
         ClientFrame::MarkRead(m) => json!({
@@ -201,6 +206,10 @@ fn server_events(data: &[u8]) {
         send_time_ms: src.n(7),
         seq_id: src.n(5),
         temp_message_id: src.s(1).into(),
+        ref_message_id: src.n(8),
+        mentions: src.nums.iter().copied().take(3).collect(),
+        edited: src.n(1) % 2 == 0,
+        ..Default::default()
     };
     let v = round_trip(
         &ServerEvent::NewMessage {
@@ -217,6 +226,17 @@ fn server_events(data: &[u8]) {
     assert_eq!(msg["content"], m.content);
     assert_eq!(msg["type"], message_type_name(m.r#type));
     assert_eq!(msg["seqId"], m.seq_id);
+    // the optional fields appear exactly when they apply
+    match m.ref_message_id {
+        0 => assert!(msg.get("refMessageId").is_none()),
+        r => assert_eq!(msg["refMessageId"], r.to_string()),
+    }
+    let mentions: Vec<String> = m.mentions.iter().map(i64::to_string).collect();
+    match mentions.is_empty() {
+        true => assert!(msg.get("mentions").is_none()),
+        false => assert_eq!(msg["mentions"], json!(mentions)),
+    }
+    assert_eq!(msg.get("edited").is_some(), m.edited);
     let send_time = msg["sendTime"].as_str().expect("sendTime");
     assert_eq!(send_time, rfc3339(m.send_time_ms));
     assert_eq!(

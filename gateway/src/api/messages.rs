@@ -5,9 +5,9 @@ use ringchat_core::{Error, ErrorCode};
 use ringchat_proto as pb;
 use serde::Serialize;
 
-use super::{query_int, seq_field, Ctx, Reply};
+use super::{path_id, query_int, seq_field, str_field, Ctx, Reply};
 use crate::http::Response;
-use crate::protocol::objects::{Message, Pagination};
+use crate::protocol::objects::{Message, Pagination, User};
 use crate::protocol::SendMessage;
 
 /// The history page: `data` is the messages, `pagination` sits beside it (contract).
@@ -97,9 +97,100 @@ pub(super) async fn send(cx: &Ctx<'_>) -> Reply {
                 content: m.content,
                 r#type: m.kind as i32,
                 temp_message_id: m.temp_message_id.unwrap_or_default(),
+                mentions: m.mentions,
+                mention_all: m.mention_all,
             })
             .await
         })
         .await?;
     Ok(Response::ok(201, "sent", Message::from(&sent)))
+}
+
+#[derive(Serialize)]
+struct Amended<'a> {
+    /// The message after the change.
+    message: Option<Message<'a>>,
+    /// The revoke or edit event: a new message in the conversation's seq stream.
+    event: Option<Message<'a>>,
+}
+
+async fn amend(cx: &Ctx<'_>, revoke: bool, content: String) -> Reply {
+    let message_id = path_id(cx.param(0), "messageId")?;
+    let done = cx
+        .as_caller(move |l, caller| async move {
+            l.amend_message(pb::CallerAmendMessageRequest {
+                caller_id: caller.user_id,
+                message_id,
+                revoke,
+                content,
+            })
+            .await
+        })
+        .await?;
+    Ok(Response::ok(
+        200,
+        if revoke {
+            "message revoked"
+        } else {
+            "message edited"
+        },
+        Amended {
+            message: done.message.as_ref().map(Message::from),
+            event: done.event.as_ref().map(Message::from),
+        },
+    ))
+}
+
+/// `DELETE /api/messages/{messageId}`: revokes the message.
+pub(super) async fn revoke(cx: &Ctx<'_>) -> Reply {
+    amend(cx, true, String::new()).await
+}
+
+/// `PUT /api/messages/{messageId} {content}`: edits a text message.
+pub(super) async fn edit(cx: &Ctx<'_>) -> Reply {
+    let content = str_field(&cx.body()?, "content")?;
+    amend(cx, false, content).await
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Readers<'a> {
+    readers: Vec<User<'a>>,
+    has_more: bool,
+    read_count: i64,
+    member_count: i64,
+}
+
+/// `GET /api/conversations/{conversationId}/messages/{messageId}/readers?after=&size=`.
+pub(super) async fn readers(cx: &Ctx<'_>) -> Reply {
+    let conversation_id = cx.param(0).to_string();
+    let message_id = path_id(cx.param(1), "messageId")?;
+    let after_user_id = query_int(cx, "after")?.unwrap_or(0);
+    let size = match query_int(cx, "size")? {
+        None => 0,
+        Some(s) if s >= 1 => s,
+        Some(_) => return Err(Error::invalid("size must be at least 1")),
+    };
+    let page = cx
+        .as_caller(move |l, caller| async move {
+            l.message_readers(pb::CallerReadersRequest {
+                caller_id: caller.user_id,
+                conversation_id,
+                message_id,
+                after_user_id,
+                size,
+            })
+            .await
+        })
+        .await?;
+    Ok(Response::ok(
+        200,
+        "ok",
+        Readers {
+            readers: page.users.iter().map(User::from).collect(),
+            has_more: page.has_more,
+            read_count: page.read_count,
+            member_count: page.member_count,
+        },
+    ))
 }

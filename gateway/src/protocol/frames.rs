@@ -14,7 +14,7 @@ use ringchat_proto as pb;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::objects::{ConversationChanged, FriendRequest, MembersChanged, Message};
+use super::objects::{ConversationChanged, FriendRequest, MembersChanged, Message, ReadReceipt};
 use crate::frame;
 
 /// A JSON scalar that clients send either as a string or as a number (ids, message
@@ -77,6 +77,9 @@ pub struct SendMessage {
     pub kind: pb::MessageType,
     /// The client's idempotency key; `None` when the client gave none.
     pub temp_message_id: Option<String>,
+    /// @-mentions: user ids (`mentions: [..]`), or everyone (`mentions: "all"`).
+    pub mentions: Vec<i64>,
+    pub mention_all: bool,
 }
 
 /// `mark-read`: `seq_id` 0 means "up to the latest".
@@ -122,6 +125,32 @@ struct SendFields {
     #[serde(rename = "type")]
     legacy_type: Option<Loose>,
     temp_message_id: Option<Loose>,
+    mentions: Option<serde_json::Value>,
+}
+
+/// `mentions`: absent or null (none), a list of user ids (strings or numbers), or `"all"`.
+fn mentions(v: Option<serde_json::Value>) -> Result<(Vec<i64>, bool), String> {
+    use serde_json::Value;
+    let bad = || "mentions must be a list of user ids or \"all\"".to_string();
+    match v {
+        None | Some(Value::Null) => Ok((Vec::new(), false)),
+        Some(Value::String(s)) if s == "all" => Ok((Vec::new(), true)),
+        Some(Value::Array(items)) => {
+            let mut ids = items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Number(n) => n.as_i64(),
+                    Value::String(s) => s.trim().parse().ok(),
+                    _ => None,
+                })
+                .map(|id| id.filter(|i| *i > 0).ok_or_else(bad))
+                .collect::<Result<Vec<i64>, String>>()?;
+            ids.sort_unstable();
+            ids.dedup();
+            Ok((ids, false))
+        }
+        Some(_) => Err(bad()),
+    }
 }
 
 #[derive(Default, Deserialize)]
@@ -172,11 +201,14 @@ impl SendMessage {
                 .message_type()
                 .ok_or_else(|| fail("unknown messageType".into()))?,
         };
+        let (mentions, mention_all) = mentions(f.mentions).map_err(fail)?;
         Ok(SendMessage {
             conversation_id,
             content,
             kind,
             temp_message_id,
+            mentions,
+            mention_all,
         })
     }
 
@@ -288,6 +320,8 @@ pub enum ServerEvent<'a> {
     MemberUpdated(MembersChanged<'a>),
     /// A group was renamed, described, handed over or dissolved.
     ConversationUpdated(ConversationChanged<'a>),
+    /// Members of a group read up to these positions (batched).
+    ReadReceipt(ReadReceipt<'a>),
     Pong {},
     Error {
         /// Always one of the contract's WebSocket codes ([`ErrorCode::ws_code`]).
@@ -365,6 +399,8 @@ mod tests {
                 content: "hi".into(),
                 kind: pb::MessageType::Image,
                 temp_message_id: Some("t1".into()),
+                mentions: Vec::new(),
+                mention_all: false,
             })
         );
         // integer types, numeric ids, no type at all
@@ -508,6 +544,31 @@ mod tests {
         .unwrap();
         assert_eq!(v["type"], "group-member-online");
         assert_eq!(v["data"], json!({ "userId": "3", "online": true }));
+    }
+
+    #[test]
+    fn mentions_are_user_ids_or_all() {
+        let send = |mentions: &str| {
+            ClientFrame::decode(&format!(
+                r#"{{"type":"send-message","data":{{"conversationId":"g_1","content":"hi","mentions":{mentions}}}}}"#
+            ))
+        };
+        let Ok(ClientFrame::SendMessage(m)) = send(r#"[3, "2", 3]"#) else {
+            panic!("mentions by id")
+        };
+        assert_eq!((m.mentions, m.mention_all), (vec![2, 3], false));
+        let Ok(ClientFrame::SendMessage(m)) = send(r#""all""#) else {
+            panic!("mentions of all")
+        };
+        assert!(m.mention_all && m.mentions.is_empty());
+        let Ok(ClientFrame::SendMessage(m)) = send("null") else {
+            panic!("no mentions")
+        };
+        assert!(!m.mention_all && m.mentions.is_empty());
+        for bad in [r#""everyone""#, "[0]", r#"["x"]"#, "[[1]]", "7", "{}"] {
+            let e = send(bad).unwrap_err();
+            assert!(e.message.contains("mentions"), "{bad}: {}", e.message);
+        }
     }
 
     #[test]

@@ -95,6 +95,22 @@ pub struct Message<'a> {
     pub kind: &'static str,
     pub send_time: String,
     pub seq_id: i64,
+    /// A revoke or edit event: the message it changes. The fields below are left out when
+    /// they are empty or false, so a plain message's JSON is as it always was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ref_message_id: Option<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub edited: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub revoked: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub mention_all: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl<'a> From<&'a pb::ChatMessage> for Message<'a> {
@@ -108,6 +124,11 @@ impl<'a> From<&'a pb::ChatMessage> for Message<'a> {
             kind: message_type_name(m.r#type),
             send_time: rfc3339(m.send_time_ms),
             seq_id: m.seq_id,
+            ref_message_id: (m.ref_message_id != 0).then(|| m.ref_message_id.to_string()),
+            edited: m.edited,
+            revoked: m.revoked,
+            mentions: m.mentions.iter().map(i64::to_string).collect(),
+            mention_all: m.mention_all,
         }
     }
 }
@@ -153,6 +174,8 @@ pub struct Conversation<'a> {
     pub last_message_sender_name: Option<&'a str>,
     pub unread_count: i64,
     pub last_seq: i64,
+    /// Unread messages that @-mention the user (or everyone).
+    pub mention_count: i64,
 }
 
 fn conversation_type(t: i32) -> &'static str {
@@ -199,6 +222,7 @@ impl<'a> From<&'a pb::ConversationView> for Conversation<'a> {
             last_message_sender_name: last.map(|m| m.sender_name.as_str()),
             unread_count: c.unread_count,
             last_seq: c.last_seq,
+            mention_count: c.mention_count,
         }
     }
 }
@@ -308,6 +332,37 @@ impl<'a> From<&'a pb::MembersChanged> for MembersChanged<'a> {
     }
 }
 
+/// The `read-receipt` event: members read a group conversation up to these seqs.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadReceipt<'a> {
+    pub conversation_id: &'a str,
+    pub readers: Vec<ReaderPosition>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReaderPosition {
+    pub user_id: String,
+    pub read_seq: i64,
+}
+
+impl<'a> From<&'a pb::ReadReceipt> for ReadReceipt<'a> {
+    fn from(r: &'a pb::ReadReceipt) -> Self {
+        ReadReceipt {
+            conversation_id: &r.conversation_id,
+            readers: r
+                .readers
+                .iter()
+                .map(|p| ReaderPosition {
+                    user_id: p.user_id.to_string(),
+                    read_seq: p.read_seq,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The `conversation-updated` event: a group's details after a change.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -399,7 +454,32 @@ mod tests {
             send_time_ms: 0,
             seq_id: 3,
             temp_message_id: String::new(),
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_plain_message_has_no_amendment_or_mention_fields() {
+        let v = serde_json::to_value(Message::from(&chat_message())).unwrap();
+        for key in [
+            "refMessageId",
+            "edited",
+            "revoked",
+            "mentions",
+            "mentionAll",
+        ] {
+            assert!(v.get(key).is_none(), "{key} in {v}");
+        }
+        let revoke = pb::ChatMessage {
+            r#type: pb::MessageType::Revoke as i32,
+            ref_message_id: 9,
+            mentions: vec![4],
+            ..chat_message()
+        };
+        let v = serde_json::to_value(Message::from(&revoke)).unwrap();
+        assert_eq!(v["type"], "revoke");
+        assert_eq!(v["refMessageId"], "9");
+        assert_eq!(v["mentions"], json!(["4"]));
     }
 
     #[test]

@@ -486,6 +486,8 @@ fn on_send(core: &Rc<Core>, conn: &Rc<Conn>, m: SendMessage) {
         temp_message_id,
         timestamp_ms: now,
         username: conn.username.to_string(),
+        mentions: m.mentions,
+        mention_all: m.mention_all,
     };
     use tokio::sync::mpsc::error::TrySendError;
     let (code, message, up) = match core.upstream_tx.try_send(up) {

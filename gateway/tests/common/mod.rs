@@ -1407,3 +1407,204 @@ pub fn check_conversations_and_members(
         ws.ping();
     }
 }
+
+fn send_frame(conversation: &str, content: &str, temp: &str, mentions: Value) -> Value {
+    json!({
+        "type": "send-message",
+        "data": { "conversationId": conversation, "content": content, "tempMessageId": temp, "mentions": mentions },
+        "timestamp": 0,
+    })
+}
+
+/// The `mentionCount` of a conversation in `who`'s list.
+fn mention_count(who: &Client, conversation: &str) -> i64 {
+    let r = who.http().get("/api/conversations");
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["conversationId"] == conversation)
+        .unwrap_or_else(|| panic!("{conversation} in {}", r.text))["mentionCount"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Edit, revoke, @-mentions and group read receipts end to end against any running system
+/// (both profiles run it): `owner` makes a group with `m1` and `m2`; `outsider` is not in
+/// it.
+pub fn check_message_changes(owner: &Client, m1: &Client, m2: &Client, outsider: &Client) {
+    let r = owner.http().post(
+        "/api/groups",
+        &json!({ "groupName": "edits", "members": [m1.id, m2.id] }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let conv = r.body["data"]["conversation"]["conversationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (mut wo, mut w1, mut w2) = (owner.ws(), m1.ws(), m2.ws());
+    let amend = |who: &Client, id: &str, edit: Option<&str>| match edit {
+        Some(text) => who
+            .http()
+            .put(&format!("/api/messages/{id}"), &json!({ "content": text })),
+        None => who
+            .http()
+            .request("DELETE", &format!("/api/messages/{id}"), None, &[]),
+    };
+
+    // edit: the message changes in place, and an `edit` event follows it in the seq stream
+    w1.send(&conv, "helo", "ed-1");
+    let ack = w1.ack("ed-1");
+    let (id, seq) = (
+        ack["messageId"].as_str().unwrap().to_string(),
+        ack["seqId"].as_i64().unwrap(),
+    );
+    let r = amend(m1, &id, Some("hello"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let d = &r.body["data"];
+    assert_eq!(d["message"]["content"], "hello", "{d}");
+    assert_eq!(d["message"]["edited"], true, "{d}");
+    assert_eq!(d["message"]["seqId"], seq, "{d}");
+    assert_eq!(d["event"]["type"], "edit", "{d}");
+    assert_eq!(d["event"]["refMessageId"], id.as_str(), "{d}");
+    assert_eq!(d["event"]["seqId"], seq + 1, "{d}");
+    assert_eq!(d["event"]["content"], "hello", "{d}");
+    for ws in [&mut wo, &mut w2] {
+        let (c, i) = (conv.clone(), id.clone());
+        let e = ws.wait_for("the edit event", |e| {
+            e["type"] == "new-message"
+                && e["data"]["conversationId"] == c.as_str()
+                && e["data"]["message"]["refMessageId"] == i.as_str()
+        });
+        assert_eq!(e["data"]["message"]["type"], "edit", "{e}");
+    }
+    // offline clients sync it: history after the message has the event; the message
+    // itself has the latest text and the mark
+    let h = m2.history(&conv, &format!("?afterSeq={}", seq - 1));
+    assert_eq!(h[0]["content"], "hello", "{h:?}");
+    assert_eq!(h[0]["edited"], true, "{h:?}");
+    assert_eq!(h[1]["type"], "edit", "{h:?}");
+    // refusals
+    assert_error(&amend(m2, &id, Some("mine")), 403, "FORBIDDEN");
+    assert_error(&amend(m1, &id, Some("  ")), 400, "INVALID_MESSAGE");
+    assert_error(&amend(outsider, &id, Some("x")), 404, "NOT_FOUND");
+    assert_error(&amend(m1, "999999999", Some("x")), 404, "NOT_FOUND");
+    assert_error(&amend(m1, "abc", None), 400, "INVALID_ARGUMENT");
+    let event_id = d["event"]["messageId"].as_str().unwrap().to_string();
+    assert_error(&amend(m1, &event_id, None), 400, "INVALID_ARGUMENT");
+    let r = m1.http().put(&format!("/api/messages/{id}"), &json!({}));
+    assert_error(&r, 400, "INVALID_ARGUMENT");
+
+    // revoke: one's own message; a group's owner may revoke anyone's
+    w2.send(&conv, "oops", "rv-1");
+    let oops = w2.ack("rv-1")["messageId"].as_str().unwrap().to_string();
+    assert_error(&amend(m1, &oops, None), 403, "FORBIDDEN");
+    let r = amend(m2, &oops, None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["message"]["revoked"], true, "{}", r.text);
+    assert_eq!(r.body["data"]["message"]["content"], "", "{}", r.text);
+    assert_eq!(r.body["data"]["event"]["type"], "revoke", "{}", r.text);
+    let o = oops.clone();
+    w1.wait_for("the revoke event", |e| {
+        e["data"]["message"]["type"] == "revoke"
+            && e["data"]["message"]["refMessageId"] == o.as_str()
+    });
+    assert_error(&amend(m2, &oops, None), 409, "CONFLICT");
+    assert_error(&amend(m2, &oops, Some("back")), 409, "CONFLICT");
+    let r = amend(owner, &id, None);
+    assert_eq!(
+        r.status, 200,
+        "the owner revokes a member's message: {}",
+        r.text
+    );
+
+    // mentions: by id over the WebSocket, everyone by the owner, both counted until read
+    w1.send_json(&send_frame(&conv, "@m2 see this", "mn-1", json!([m2.id])));
+    w1.ack("mn-1");
+    let m2id = m2.id.clone();
+    let e = w2.wait_for("the mention", |e| {
+        e["type"] == "new-message" && e["data"]["message"]["mentions"] == json!([m2id])
+    });
+    assert_eq!(e["data"]["message"]["content"], "@m2 see this", "{e}");
+    let r = owner.http().post(
+        "/api/messages",
+        &json!({ "conversationId": conv, "content": "@all standup", "mentions": "all" }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["data"]["mentionAll"], true, "{}", r.text);
+    assert_eq!(mention_count(m2, &conv), 2);
+    assert_eq!(mention_count(m1, &conv), 1);
+    assert_eq!(mention_count(owner, &conv), 0);
+    // refused: everyone by a member, mentions in the world room, a bad list
+    w2.send_json(&send_frame(&conv, "@all", "mn-2", json!("all")));
+    assert_eq!(w2.answer("mn-2").unwrap_err()["code"], "FORBIDDEN");
+    w2.send_json(&send_frame("world", "@you", "mn-3", json!([m1.id])));
+    assert_eq!(w2.answer("mn-3").unwrap_err()["code"], "INVALID_MESSAGE");
+    w2.send_json(&send_frame(&conv, "@?", "mn-4", json!("everyone")));
+    assert_eq!(w2.answer("mn-4").unwrap_err()["code"], "INVALID_MESSAGE");
+
+    // read receipts: the sender is told who read, and the readers are listed
+    wo.send(&conv, "read me", "rd-1");
+    let read_me = wo.ack("rd-1");
+    let (rid, rseq) = (
+        read_me["messageId"].as_str().unwrap().to_string(),
+        read_me["seqId"].as_i64().unwrap(),
+    );
+    let readers_path = format!("/api/conversations/{conv}/messages/{rid}/readers");
+    let r = m1.http().get(&readers_path);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["readCount"], 0, "{}", r.text);
+    assert_eq!(r.body["data"]["memberCount"], 2, "{}", r.text);
+    for ws in [&mut w1, &mut w2] {
+        ws.send_json(&json!({ "type": "mark-read", "data": { "conversationId": conv, "seqId": rseq }, "timestamp": 0 }));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 2 {
+        let c = conv.clone();
+        let e = wo.wait_for("a read receipt", |e| {
+            e["type"] == "read-receipt" && e["data"]["conversationId"] == c.as_str()
+        });
+        for p in e["data"]["readers"].as_array().unwrap() {
+            assert!(p["readSeq"].as_i64().unwrap() >= rseq, "{e}");
+            seen.insert(p["userId"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(seen, [m1.id.clone(), m2.id.clone()].into_iter().collect());
+    assert_eq!(mention_count(m2, &conv), 0, "read: no mentions left");
+    let r = owner.http().get(&readers_path);
+    assert_eq!(r.body["data"]["readCount"], 2, "{}", r.text);
+    let mut ids = member_ids_in(&r.body["data"]["readers"]);
+    ids.sort();
+    let mut want = vec![m1.id.clone(), m2.id.clone()];
+    want.sort();
+    assert_eq!(ids, want, "{}", r.text);
+    let r = owner.http().get(&format!("{readers_path}?size=1"));
+    assert_eq!(r.body["data"]["hasMore"], true, "{}", r.text);
+    assert_error(&outsider.http().get(&readers_path), 403, "FORBIDDEN");
+    assert_error(
+        &owner.http().get(&format!(
+            "/api/conversations/{conv}/messages/999999999/readers"
+        )),
+        404,
+        "NOT_FOUND",
+    );
+    assert_error(
+        &owner
+            .http()
+            .get(&format!("/api/conversations/world/messages/{rid}/readers")),
+        400,
+        "INVALID_ARGUMENT",
+    );
+    for ws in [&mut wo, &mut w1, &mut w2] {
+        ws.ping();
+    }
+}
+
+fn member_ids_in(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userId"].as_str().unwrap().to_string())
+        .collect()
+}

@@ -20,7 +20,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use ringchat_core::error::{Error, ErrorCode, Result};
 use ringchat_core::ids::{now_ms, IdGenerator};
-use ringchat_core::model::{self, WORLD_ID};
+use ringchat_core::model::{self, MENTION_SCAN, WORLD_ID};
 use ringchat_core::ports::Store;
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -32,6 +32,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         6,
         include_str!("../migrations/0006_profiles_groups_friend_requests.sql"),
+    ),
+    (
+        7,
+        include_str!("../migrations/0007_message_amendments_mentions.sql"),
     ),
 ];
 
@@ -128,8 +132,9 @@ impl SqliteStore {
         // fetch_all steps the statement to its end: in autocommit the commit (and its
         // fsync) happens there and its failure is an error, not a silently reset statement
         let seq: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (message_id, conversation_id, seq, sender_id, type, content, send_time, temp_id) \
-             SELECT ?, id, last_seq + 1, ?, ?, ?, ?, ? FROM conversations WHERE id = ? \
+            "INSERT INTO messages (message_id, conversation_id, seq, sender_id, type, content, send_time, temp_id, \
+             ref_id, flags, mentions) \
+             SELECT ?, id, last_seq + 1, ?, ?, ?, ?, ?, ?, ?, ? FROM conversations WHERE id = ? \
              ON CONFLICT (sender_id, temp_id) DO NOTHING RETURNING seq",
         )
         .bind(message_id)
@@ -138,6 +143,9 @@ impl SqliteStore {
         .bind(&m.content)
         .bind(send_time)
         .bind(temp)
+        .bind(m.ref_message_id)
+        .bind(model::draft_flags(&m))
+        .bind(model::mention_list(&m.mentions))
         .bind(&m.conversation_id)
         .fetch_all(&mut *conn)
         .await?
@@ -193,6 +201,10 @@ impl SqliteStore {
                 send_time_ms: send_time,
                 seq_id: seq,
                 temp_message_id: m.temp_message_id,
+                ref_message_id: m.ref_message_id,
+                mentions: m.mentions,
+                mention_all: m.mention_all,
+                ..Default::default()
             }),
             duplicate: false,
             ..Default::default()
@@ -375,12 +387,13 @@ fn message_from_row(row: &SqliteRow) -> pb::ChatMessage {
         send_time_ms: row.get("send_time"),
         seq_id: row.get("seq"),
         temp_message_id: row.get::<Option<String>, _>("temp_id").unwrap_or_default(),
+        ..model::message_extras(row.get("ref_id"), row.get("flags"), row.get("mentions"))
     }
 }
 
 const MESSAGE_COLUMNS: &str =
     "m.message_id, m.conversation_id, m.sender_id, u.username AS sender_name, \
-     m.content, m.type, m.send_time, m.seq, m.temp_id";
+     m.content, m.type, m.send_time, m.seq, m.temp_id, m.ref_id, m.flags, m.mentions";
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
@@ -1010,7 +1023,12 @@ impl Store for SqliteStore {
     async fn conversations(&self, user_id: i64) -> Result<Vec<pb::ConversationView>> {
         let rows = sqlx::query(&format!(
             "SELECT c.id AS cid, c.type AS ctype, c.group_id, c.user_a, c.user_b, c.last_seq, \
-             c.last_message_time, c.member_count AS world_members, cm.read_seq, cm.hidden_seq, {MESSAGE_COLUMNS} \
+             c.last_message_time, c.member_count AS world_members, cm.read_seq, cm.hidden_seq, \
+             CASE WHEN c.type = 3 THEN 0 ELSE (SELECT COUNT(*) FROM messages mm \
+               WHERE mm.conversation_id = c.id AND mm.seq > MAX(cm.read_seq, c.last_seq - {MENTION_SCAN}) \
+               AND mm.sender_id != cm.user_id \
+               AND ((mm.flags & 4) != 0 OR instr(mm.mentions, ',' || cm.user_id || ',') > 0)) END AS mention_count, \
+             {MESSAGE_COLUMNS} \
              FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id \
              LEFT JOIN messages m ON m.message_id = c.last_message_id AND c.last_message_id != 0 \
              LEFT JOIN users u ON u.id = m.sender_id \
@@ -1100,6 +1118,7 @@ impl Store for SqliteStore {
                 last_seq,
                 read_seq,
                 hidden: hidden_seq.is_some_and(|h| last_seq <= h),
+                mention_count: r.get("mention_count"),
             });
         }
         Ok(out)
@@ -1141,6 +1160,72 @@ impl Store for SqliteStore {
         .await?;
         let mut messages: Vec<pb::ChatMessage> = rows.iter().map(message_from_row).collect();
         Ok(q.finish(&mut messages, last_seq))
+    }
+
+    async fn message(&self, message_id: i64) -> Result<pb::ChatMessage> {
+        let row = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.sender_id \
+             WHERE m.message_id = ?"
+        ))
+        .bind(message_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or_else(|| model::message_not_found(message_id))?;
+        Ok(message_from_row(&row))
+    }
+
+    async fn amend_message(&self, req: pb::AmendMessageRequest) -> Result<pb::ChatMessage> {
+        let (content, flag) = if req.revoke {
+            (Some(String::new()), model::FLAG_REVOKED)
+        } else {
+            (req.content, model::FLAG_EDITED)
+        };
+        let mut tx = self.writer.begin().await?;
+        let found = sqlx::query(
+            "UPDATE messages SET content = COALESCE(?, content), flags = flags | ? WHERE message_id = ?",
+        )
+        .bind(content)
+        .bind(flag)
+        .bind(req.message_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if found == 0 {
+            return Err(model::message_not_found(req.message_id));
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.sender_id \
+             WHERE m.message_id = ?"
+        ))
+        .bind(req.message_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(message_from_row(&row))
+    }
+
+    async fn readers(&self, req: pb::ReadersRequest) -> Result<pb::Readers> {
+        let user_ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT user_id FROM conversation_members WHERE conversation_id = ? AND read_seq >= ? \
+             AND user_id != ? AND user_id > ? ORDER BY user_id LIMIT ?",
+        )
+        .bind(&req.conversation_id)
+        .bind(req.seq)
+        .bind(req.exclude_user_id)
+        .bind(req.after_user_id)
+        .bind(req.limit.max(0))
+        .fetch_all(&self.reader)
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conversation_members WHERE conversation_id = ? AND read_seq >= ? \
+             AND user_id != ?",
+        )
+        .bind(&req.conversation_id)
+        .bind(req.seq)
+        .bind(req.exclude_user_id)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(pb::Readers { user_ids, total })
     }
 
     async fn mark_read(

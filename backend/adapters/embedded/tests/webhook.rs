@@ -17,6 +17,7 @@ fn push() -> OfflinePush {
         sender_name: "ann".into(),
         preview: "hi".into(),
         send_time_ms: 1,
+        mentioned_user_ids: vec!["7".into()],
     }
 }
 

@@ -29,6 +29,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_profiles_groups_friend_requests",
         include_str!("../migrations/0003_profiles_groups_friend_requests.sql"),
     ),
+    (
+        4,
+        "0004_message_amendments_mentions",
+        include_str!("../migrations/0004_message_amendments_mentions.sql"),
+    ),
 ];
 
 /// How long an instance waits for another one's migration before giving up.

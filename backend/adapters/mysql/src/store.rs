@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ringchat_core::ids::{now_ms, IdGenerator};
-use ringchat_core::model::{self, WORLD_ID};
+use ringchat_core::model::{self, MENTION_SCAN, WORLD_ID};
 use ringchat_core::ports::Store;
 use ringchat_core::{Error, ErrorCode, Result};
 use ringchat_proto as pb;
@@ -220,6 +220,11 @@ fn message_from_row(row: &MySqlRow) -> std::result::Result<pb::ChatMessage, sqlx
         send_time_ms: row.try_get("send_time")?,
         seq_id: row.try_get("seq")?,
         temp_message_id: opt_text(row, "temp_id")?.unwrap_or_default(),
+        ..model::message_extras(
+            row.try_get("ref_id")?,
+            i64::from(row.try_get::<i32, _>("flags")?),
+            text(row, "mentions")?,
+        )
     })
 }
 
@@ -231,7 +236,7 @@ fn users_from_rows(rows: &[MySqlRow]) -> std::result::Result<Vec<pb::User>, sqlx
 
 const MESSAGE_COLUMNS: &str =
     "m.message_id, m.conversation_id, m.sender_id, u.username AS sender_name, \
-     m.content, m.type, m.send_time, m.seq, m.temp_id";
+     m.content, m.type, m.send_time, m.seq, m.temp_id, m.ref_id, m.flags, m.mentions";
 
 /// `(?, ?, ...)` of `ids` appended to `qb`.
 fn push_id_list(qb: &mut QueryBuilder<'_, MySql>, ids: impl IntoIterator<Item = i64>) {
@@ -402,6 +407,9 @@ struct NewRow<'a> {
     content: &'a str,
     send_time: i64,
     temp_id: Option<&'a str>,
+    ref_id: i64,
+    flags: i64,
+    mentions: String,
 }
 
 impl MysqlStore {
@@ -910,6 +918,12 @@ impl MysqlStore {
         let rows = sqlx::query(&format!(
             "SELECT c.id AS cid, c.type AS ctype, c.group_id, c.user_a, c.user_b, c.last_seq, \
              c.last_message_time, c.member_count AS world_members, cm.read_seq, cm.hidden_seq, \
+             CASE WHEN c.type = 3 THEN 0 ELSE (SELECT COUNT(*) FROM messages mm \
+               WHERE mm.conversation_id = c.id \
+               AND mm.seq > GREATEST(cm.read_seq, c.last_seq - {MENTION_SCAN}) \
+               AND mm.sender_id != cm.user_id \
+               AND ((mm.flags & 4) != 0 OR LOCATE(CONCAT(',', cm.user_id, ','), mm.mentions) > 0)) \
+             END AS mention_count, \
              {MESSAGE_COLUMNS} \
              FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id \
              LEFT JOIN messages m ON m.message_id = c.last_message_id AND c.last_message_id != 0 \
@@ -994,6 +1008,7 @@ impl MysqlStore {
                 hidden: r
                     .try_get::<Option<i64>, _>("hidden_seq")?
                     .is_some_and(|h| last_seq <= h),
+                mention_count: r.try_get("mention_count")?,
             });
         }
         Ok(out)
@@ -1110,6 +1125,10 @@ impl MysqlStore {
                 send_time_ms: send_time,
                 seq_id: seq,
                 temp_message_id: d.temp_message_id.clone(),
+                ref_message_id: d.ref_message_id,
+                mentions: d.mentions.clone(),
+                mention_all: d.mention_all,
+                ..Default::default()
             };
             if let Some(k) = key {
                 known.insert(
@@ -1129,6 +1148,9 @@ impl MysqlStore {
                 content: &d.content,
                 send_time,
                 temp_id: (!d.temp_message_id.is_empty()).then_some(d.temp_message_id.as_str()),
+                ref_id: d.ref_message_id,
+                flags: model::draft_flags(d),
+                mentions: model::mention_list(&d.mentions),
             });
             heads.insert(&d.conversation_id, (seq, message_id, send_time));
             pointers
@@ -1149,7 +1171,8 @@ impl MysqlStore {
         // 5. the messages, many per statement
         for chunk in rows.chunks(CHUNK) {
             let mut qb = QueryBuilder::<MySql>::new(
-                "INSERT INTO messages (message_id, conversation_id, seq, sender_id, type, content, send_time, temp_id) ",
+                "INSERT INTO messages (message_id, conversation_id, seq, sender_id, type, content, send_time, temp_id, \
+                 ref_id, flags, mentions) ",
             );
             qb.push_values(chunk, |mut b, r| {
                 b.push_bind(r.message_id)
@@ -1159,7 +1182,10 @@ impl MysqlStore {
                     .push_bind(r.kind)
                     .push_bind(r.content)
                     .push_bind(r.send_time)
-                    .push_bind(r.temp_id);
+                    .push_bind(r.temp_id)
+                    .push_bind(r.ref_id)
+                    .push_bind(r.flags)
+                    .push_bind(r.mentions.as_str());
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -1578,6 +1604,75 @@ impl Store for MysqlStore {
 
     async fn messages(&self, req: pb::HistoryRequest) -> Result<pb::HistoryPage> {
         once(self.messages_once(&req)).await
+    }
+
+    async fn message(&self, message_id: i64) -> Result<pb::ChatMessage> {
+        once(async {
+            let row = sqlx::query(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.sender_id \
+                 WHERE m.message_id = ?"
+            ))
+            .bind(message_id)
+            .fetch_optional(&self.primary)
+            .await?
+            .ok_or_else(|| model::message_not_found(message_id))?;
+            Ok(message_from_row(&row)?)
+        })
+        .await
+    }
+
+    async fn amend_message(&self, req: pb::AmendMessageRequest) -> Result<pb::ChatMessage> {
+        let (content, flag) = if req.revoke {
+            (Some(String::new()), model::FLAG_REVOKED)
+        } else {
+            (req.content.clone(), model::FLAG_EDITED)
+        };
+        let content = &content;
+        retrying("amend_message", RetryOn::Aborted, || async move {
+            // rows matched, not changed: sqlx asks the server for CLIENT_FOUND_ROWS
+            let found = sqlx::query(
+                "UPDATE messages SET content = COALESCE(?, content), flags = flags | ? WHERE message_id = ?",
+            )
+            .bind(content.as_deref())
+            .bind(flag)
+            .bind(req.message_id)
+            .execute(&self.primary)
+            .await?
+            .rows_affected();
+            if found == 0 {
+                return Err(model::message_not_found(req.message_id).into());
+            }
+            Ok(())
+        })
+        .await?;
+        self.message(req.message_id).await
+    }
+
+    async fn readers(&self, req: pb::ReadersRequest) -> Result<pb::Readers> {
+        once(async {
+            let user_ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT user_id FROM conversation_members WHERE conversation_id = ? AND read_seq >= ? \
+                 AND user_id != ? AND user_id > ? ORDER BY user_id LIMIT ?",
+            )
+            .bind(&req.conversation_id)
+            .bind(req.seq)
+            .bind(req.exclude_user_id)
+            .bind(req.after_user_id)
+            .bind(req.limit.max(0))
+            .fetch_all(&self.primary)
+            .await?;
+            let total: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM conversation_members WHERE conversation_id = ? AND read_seq >= ? \
+                 AND user_id != ?",
+            )
+            .bind(&req.conversation_id)
+            .bind(req.seq)
+            .bind(req.exclude_user_id)
+            .fetch_one(&self.primary)
+            .await?;
+            Ok(pb::Readers { user_ids, total })
+        })
+        .await
     }
 
     async fn mark_read(

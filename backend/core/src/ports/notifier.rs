@@ -15,6 +15,9 @@ pub struct OfflinePush {
     /// The start of the content (at most 100 characters).
     pub preview: String,
     pub send_time_ms: i64,
+    /// Those of `user_ids` the message @-mentions (all of them when it mentions everyone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentioned_user_ids: Vec<String>,
 }
 
 impl OfflinePush {
@@ -27,6 +30,11 @@ impl OfflinePush {
             sender_name: m.sender_name.clone(),
             preview: m.content.chars().take(100).collect(),
             send_time_ms: m.send_time_ms,
+            mentioned_user_ids: user_ids
+                .iter()
+                .filter(|u| m.mention_all || m.mentions.contains(u))
+                .map(i64::to_string)
+                .collect(),
         }
     }
 }

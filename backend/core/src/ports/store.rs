@@ -97,13 +97,23 @@ pub trait Store: Send + Sync + 'static {
         after_user_id: i64,
         limit: i64,
     ) -> Result<Vec<i64>>;
-    /// The user's conversations, the world room first, then by last activity.
+    /// The user's conversations, the world room first, then by last activity, each with
+    /// its unread and mention counts (mentions among the newest
+    /// [`crate::model::MENTION_SCAN`] unread messages; none in the world room).
     async fn conversations(&self, user_id: i64) -> Result<Vec<pb::ConversationView>>;
 
     /// Appends messages in one transaction. Each item gets its own outcome; an item whose
     /// conversation does not exist is rejected without affecting the others.
     async fn append(&self, messages: Vec<pb::MessageDraft>) -> Result<Vec<pb::AppendOutcome>>;
     async fn messages(&self, req: pb::HistoryRequest) -> Result<pb::HistoryPage>;
+    /// A message by id; `NOT_FOUND`.
+    async fn message(&self, message_id: i64) -> Result<pb::ChatMessage>;
+    /// Changes a stored message in place: a revoke empties its content and marks it
+    /// `revoked`; an edit sets the content and marks it `edited`. Its seq, sender and time
+    /// stay. `NOT_FOUND`.
+    async fn amend_message(&self, req: pb::AmendMessageRequest) -> Result<pb::ChatMessage>;
+    /// The members whose read pointer is at `seq` or beyond (see [`pb::ReadersRequest`]).
+    async fn readers(&self, req: pb::ReadersRequest) -> Result<pb::Readers>;
     /// Moves the read pointer forward to `seq_id` (0 = latest); never backwards.
     async fn mark_read(
         &self,

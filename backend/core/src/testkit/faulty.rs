@@ -204,6 +204,15 @@ impl Store for FaultyStore {
     async fn messages(&self, req: pb::HistoryRequest) -> Result<pb::HistoryPage> {
         self.inner.messages(req).await
     }
+    async fn message(&self, message_id: i64) -> Result<pb::ChatMessage> {
+        self.inner.message(message_id).await
+    }
+    async fn amend_message(&self, req: pb::AmendMessageRequest) -> Result<pb::ChatMessage> {
+        self.inner.amend_message(req).await
+    }
+    async fn readers(&self, req: pb::ReadersRequest) -> Result<pb::Readers> {
+        self.inner.readers(req).await
+    }
     async fn mark_read(
         &self,
         user_id: i64,

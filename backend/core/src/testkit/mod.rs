@@ -85,6 +85,9 @@ macro_rules! store_conformance {
                 concurrent_appends_leave_no_gap,
                 history_pages_both_ways,
                 unread_counts_follow_read_pointers,
+                messages_are_amended_in_place,
+                mentions_are_stored_and_counted,
+                readers_come_from_read_pointers,
                 conversation_list_has_world_first_and_last_message,
                 revocations_last_until_the_token_expires,
             ]

@@ -36,6 +36,7 @@ pub fn text(
         r#type: pb::MessageType::Text as i32,
         content: content.into(),
         temp_message_id: temp.into(),
+        ..Default::default()
     }
 }
 
@@ -929,6 +930,201 @@ pub async fn history_pages_both_ways(store: Arc<dyn Store>) {
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidArgument);
+}
+
+pub async fn messages_are_amended_in_place(store: Arc<dyn Store>) {
+    let a = new_user(store.as_ref(), "ama").await;
+    let b = new_user(store.as_ref(), "amb").await;
+    let c = store
+        .single_conversation(a.user_id, b.user_id)
+        .await
+        .unwrap();
+    let id = c.conversation_id.as_str();
+    let first = append_one(store.as_ref(), text(id, &a, "helo", ""))
+        .await
+        .message
+        .unwrap();
+    let second = append_one(store.as_ref(), text(id, &a, "bye", ""))
+        .await
+        .message
+        .unwrap();
+    assert_eq!(store.message(first.message_id).await.unwrap(), first);
+    let edited = store
+        .amend_message(pb::AmendMessageRequest {
+            message_id: first.message_id,
+            content: Some("hello".into()),
+            revoke: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (edited.content.as_str(), edited.edited, edited.revoked),
+        ("hello", true, false)
+    );
+    assert_eq!(
+        (edited.seq_id, edited.sender_id),
+        (first.seq_id, first.sender_id)
+    );
+    let revoked = store
+        .amend_message(pb::AmendMessageRequest {
+            message_id: second.message_id,
+            content: None,
+            revoke: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!((revoked.content.as_str(), revoked.revoked), ("", true));
+    // an event in the seq stream names the message it changes
+    let mut event = text(id, &a, "", "");
+    event.r#type = pb::MessageType::Revoke as i32;
+    event.ref_message_id = second.message_id;
+    let stored = append_one(store.as_ref(), event).await.message.unwrap();
+    assert_eq!(stored.seq_id, second.seq_id + 1);
+    assert_eq!(stored.ref_message_id, second.message_id);
+    // history has it all: the latest text, the marks, the event
+    let page = store
+        .messages(pb::HistoryRequest {
+            conversation_id: id.into(),
+            after_seq: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let got: Vec<(&str, bool, bool, i32)> = page
+        .messages
+        .iter()
+        .map(|m| (m.content.as_str(), m.edited, m.revoked, m.r#type))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("hello", true, false, 1),
+            ("", false, true, 1),
+            ("", false, false, 7)
+        ]
+    );
+    assert_eq!(page.messages[2].ref_message_id, second.message_id);
+    assert_eq!(
+        store.message(i64::MAX).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    let e = store
+        .amend_message(pb::AmendMessageRequest {
+            message_id: i64::MAX,
+            revoke: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+}
+
+pub async fn mentions_are_stored_and_counted(store: Arc<dyn Store>) {
+    let owner = new_user(store.as_ref(), "mo").await;
+    let m1 = new_user(store.as_ref(), "mm1").await;
+    let m2 = new_user(store.as_ref(), "mm2").await;
+    let g = store
+        .create_group(pb::CreateGroupRequest {
+            owner_id: owner.user_id,
+            group_name: "mentions".into(),
+            avatar: String::new(),
+            member_ids: vec![m1.user_id, m2.user_id],
+        })
+        .await
+        .unwrap();
+    let conv = g.conversation_id.as_str();
+    let mention = |users: Vec<i64>, all: bool| {
+        let mut d = text(conv, &owner, "@you", "");
+        d.mentions = users;
+        d.mention_all = all;
+        d
+    };
+    let stored = append_one(store.as_ref(), mention(vec![m1.user_id], false))
+        .await
+        .message
+        .unwrap();
+    assert_eq!(stored.mentions, vec![m1.user_id]);
+    append_one(store.as_ref(), text(conv, &owner, "plain", "")).await;
+    append_one(store.as_ref(), mention(vec![], true)).await;
+    let count = |user: i64| {
+        let store = store.clone();
+        let conv = conv.to_string();
+        async move {
+            store
+                .conversations(user)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|c| c.conversation_id == conv)
+                .unwrap()
+                .mention_count
+        }
+    };
+    assert_eq!(count(m1.user_id).await, 2, "one for m1, one for everyone");
+    assert_eq!(count(m2.user_id).await, 1);
+    assert_eq!(
+        count(owner.user_id).await,
+        0,
+        "one's own mentions do not count"
+    );
+    let page = store
+        .messages(pb::HistoryRequest {
+            conversation_id: conv.into(),
+            after_seq: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.messages[0].mentions, vec![m1.user_id]);
+    assert!(page.messages[2].mention_all && page.messages[2].mentions.is_empty());
+    // reading clears them
+    store.mark_read(m1.user_id, conv, 0).await.unwrap();
+    assert_eq!(count(m1.user_id).await, 0);
+}
+
+pub async fn readers_come_from_read_pointers(store: Arc<dyn Store>) {
+    let owner = new_user(store.as_ref(), "ro").await;
+    let mut members = Vec::new();
+    for i in 0..3 {
+        members.push(new_user(store.as_ref(), &format!("r{i}")).await);
+    }
+    let g = store
+        .create_group(pb::CreateGroupRequest {
+            owner_id: owner.user_id,
+            group_name: "readers".into(),
+            avatar: String::new(),
+            member_ids: members.iter().map(|m| m.user_id).collect(),
+        })
+        .await
+        .unwrap();
+    let conv = g.conversation_id.as_str();
+    let m = append_one(store.as_ref(), text(conv, &owner, "read me", ""))
+        .await
+        .message
+        .unwrap();
+    let readers = |after: i64, limit: i64| pb::ReadersRequest {
+        conversation_id: conv.into(),
+        seq: m.seq_id,
+        exclude_user_id: owner.user_id,
+        after_user_id: after,
+        limit,
+    };
+    let none = store.readers(readers(0, 10)).await.unwrap();
+    assert_eq!(
+        (none.user_ids.len(), none.total),
+        (0, 0),
+        "the sender is not a reader"
+    );
+    store
+        .mark_read(members[0].user_id, conv, m.seq_id)
+        .await
+        .unwrap();
+    store.mark_read(members[2].user_id, conv, 0).await.unwrap();
+    let r = store.readers(readers(0, 10)).await.unwrap();
+    assert_eq!(r.user_ids, vec![members[0].user_id, members[2].user_id]);
+    assert_eq!(r.total, 2);
+    let page = store.readers(readers(members[0].user_id, 1)).await.unwrap();
+    assert_eq!((page.user_ids, page.total), (vec![members[2].user_id], 2));
 }
 
 pub async fn unread_counts_follow_read_pointers(store: Arc<dyn Store>) {

@@ -18,6 +18,7 @@ use crate::auth::{Passwords, TokenKeys};
 
 mod friends;
 mod members;
+mod messages;
 mod routing;
 mod rules;
 mod sessions;
@@ -46,6 +47,11 @@ pub struct LogicService {
     friend_requests: KeyedLimiter<i64>,
     /// `logic.friends_need_consent`: the v1 `POST /api/friends` sends a request.
     friends_need_consent: bool,
+    /// `logic.revoke_window_secs` and `logic.edit_window_secs`, in milliseconds.
+    revoke_window_ms: i64,
+    edit_window_ms: i64,
+    /// Read receipts waiting to be sent, batched per conversation.
+    receipts: std::sync::Arc<messages::ReceiptBatcher>,
 }
 
 /// Friend requests a user may send per minute (and the burst).
@@ -72,7 +78,7 @@ impl LogicService {
             ));
         }
         Ok(LogicService {
-            ports,
+            ports: ports.clone(),
             keys: TokenKeys::new(config.auth.jwt_secret.expose().as_bytes()),
             passwords: Passwords::bounded(
                 config.auth.argon2_memory_kib,
@@ -106,6 +112,9 @@ impl LogicService {
                 FRIEND_REQUESTS_PER_MINUTE,
             )),
             friends_need_consent: config.logic.friends_need_consent,
+            revoke_window_ms: (config.logic.revoke_window_secs as i64).saturating_mul(1000),
+            edit_window_ms: (config.logic.edit_window_secs as i64).saturating_mul(1000),
+            receipts: std::sync::Arc::new(messages::ReceiptBatcher::new(ports.clone())),
         })
     }
 
@@ -196,6 +205,17 @@ impl LogicApi for LogicService {
 
     async fn refresh(&self, req: pb::TokenRequest) -> Result<pb::AuthResponse> {
         sessions::refresh(self, req).await
+    }
+
+    async fn amend_message(
+        &self,
+        req: pb::CallerAmendMessageRequest,
+    ) -> Result<pb::AmendedMessage> {
+        messages::amend_message(self, req).await
+    }
+
+    async fn message_readers(&self, req: pb::CallerReadersRequest) -> Result<pb::ReaderPage> {
+        messages::readers(self, req).await
     }
 
     async fn typing(&self, req: pb::CallerTypingRequest) -> Result<()> {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use pb::downstream_batch::Body;
 use ringchat_core::fanout::{self, send_downstream};
-use ringchat_core::model::GATEWAY_SERVICE;
+use ringchat_core::model::{self, GATEWAY_SERVICE};
 use ringchat_core::ports::Endpoint;
 use ringchat_core::trace::{in_message, TraceId};
 use ringchat_core::{Error, ErrorCode, Result};
@@ -54,7 +54,8 @@ impl LogicService {
             .into_iter()
             .filter(|u| *u != message.sender_id)
             .collect();
-        if !offline.is_empty() {
+        // a revoke or edit is no news to push
+        if !offline.is_empty() && !model::is_amendment(message.r#type) {
             let task = pb::task_message::Task::OfflinePush(pb::OfflinePushTask {
                 user_ids: offline,
                 message: Some(message.clone()),
@@ -113,19 +114,7 @@ impl LogicService {
         key: &str,
         event: impl Fn(Vec<i64>) -> Body,
     ) -> Result<()> {
-        if user_ids.is_empty() {
-            return Ok(());
-        }
-        let located = fanout::locate_or_everywhere(
-            self.ports.cache.as_ref(),
-            self.ports.discovery.as_ref(),
-            user_ids,
-        )
-        .await?;
-        for (gw, users) in located.by_gateway {
-            send_downstream(self.ports.bus.as_ref(), &gw, key, event(users)).await?;
-        }
-        Ok(())
+        tell(&self.ports, user_ids, key, event).await
     }
 
     /// Processes a batch of client sends from the upstream topic: validate, append in one
@@ -145,6 +134,9 @@ impl LogicService {
                     r#type: up.r#type,
                     content: up.content.clone(),
                     temp_message_id: up.temp_message_id.clone(),
+                    ref_message_id: 0,
+                    mentions: up.mentions.clone(),
+                    mention_all: up.mention_all,
                 });
                 accepted.push((up, meta));
             }
@@ -187,16 +179,21 @@ impl LogicService {
             self.send_error(up, &e).await?;
             return Ok(None);
         }
-        match self
-            .check_send(
-                up.user_id,
-                &up.conversation_id,
-                &up.content,
-                up.r#type,
-                &up.temp_message_id,
-            )
-            .await
-        {
+        let checked = async {
+            let meta = self
+                .check_send(
+                    up.user_id,
+                    &up.conversation_id,
+                    &up.content,
+                    up.r#type,
+                    &up.temp_message_id,
+                )
+                .await?;
+            self.check_mentions(&meta, up.user_id, &up.mentions, up.mention_all)
+                .await?;
+            Ok::<_, Error>(meta)
+        };
+        match checked.await {
             Ok(meta) => Ok(Some(meta)),
             Err(e) if e.is_retryable() => Err(e),
             Err(e) => {
@@ -301,6 +298,26 @@ impl LogicService {
     }
 }
 
+/// Sends `event(recipients)` under `key` to each gateway that holds online users of
+/// `user_ids` (to every gateway when presence is unknown); nothing for no users.
+pub(super) async fn tell(
+    ports: &ringchat_core::Ports,
+    user_ids: &[i64],
+    key: &str,
+    event: impl Fn(Vec<i64>) -> Body,
+) -> Result<()> {
+    if user_ids.is_empty() {
+        return Ok(());
+    }
+    let located =
+        fanout::locate_or_everywhere(ports.cache.as_ref(), ports.discovery.as_ref(), user_ids)
+            .await?;
+    for (gw, users) in located.by_gateway {
+        send_downstream(ports.bus.as_ref(), &gw, key, event(users)).await?;
+    }
+    Ok(())
+}
+
 pub(super) async fn send_message(
     svc: &LogicService,
     req: pb::SendMessageRequest,
@@ -317,6 +334,8 @@ pub(super) async fn send_message(
             &req.temp_message_id,
         )
         .await?;
+    svc.check_mentions(&meta, req.caller_id, &req.mentions, req.mention_all)
+        .await?;
     let mut outcomes = svc
         .ports
         .store
@@ -327,6 +346,9 @@ pub(super) async fn send_message(
             r#type: req.r#type,
             content: req.content,
             temp_message_id: req.temp_message_id,
+            ref_message_id: 0,
+            mentions: req.mentions,
+            mention_all: req.mention_all,
         }])
         .await?;
     let outcome = outcomes

@@ -112,6 +112,11 @@ impl LogicService {
                     "unknown message type {kind}"
                 )))
             }
+            Ok(pb::MessageType::Revoke | pb::MessageType::Edit) => {
+                return Err(Error::invalid_message(
+                    "revoke and edit are not sent as messages: DELETE or PUT /api/messages/{id}",
+                ))
+            }
             Ok(_) => {}
         }
         if content.trim().is_empty() {
@@ -133,6 +138,49 @@ impl LogicService {
             )));
         }
         self.member_conversation(sender_id, conversation_id).await
+    }
+
+    /// @-mentions of a send: at most [`model::MAX_MENTIONS`] user ids, none in the world
+    /// room; everyone (`all`) only in a group, by its owner or an admin.
+    pub(crate) async fn check_mentions(
+        &self,
+        meta: &pb::ConversationMeta,
+        sender_id: i64,
+        mentions: &[i64],
+        mention_all: bool,
+    ) -> Result<()> {
+        if mentions.is_empty() && !mention_all {
+            return Ok(());
+        }
+        if meta.conversation_id == WORLD_ID {
+            return Err(Error::invalid_message(
+                "mentions are not allowed in the world room",
+            ));
+        }
+        if mentions.len() > model::MAX_MENTIONS {
+            return Err(Error::invalid_message(format!(
+                "at most {} mentions per message",
+                model::MAX_MENTIONS
+            )));
+        }
+        if mentions.iter().any(|id| *id <= 0) {
+            return Err(Error::invalid_message("mentions must be user ids"));
+        }
+        if mention_all {
+            if meta.r#type != pb::ConversationType::Group as i32 {
+                return Err(Error::invalid_message("mentioning everyone is for groups"));
+            }
+            let group = self.ports.store.group(meta.group_id).await?;
+            if !matches!(
+                role_of(&group, sender_id),
+                Some(pb::GroupRole::Owner | pb::GroupRole::Admin)
+            ) {
+                return Err(Error::forbidden(
+                    "only the owner or an admin can mention everyone",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The conversation, when `user_id` is a member of it: `INVALID_MESSAGE` without an id,
@@ -282,10 +330,17 @@ pub(super) async fn mark_read(
     if req.seq_id < 0 {
         return Err(Error::invalid("seqId must not be negative"));
     }
-    svc.ports
+    let pointer = svc
+        .ports
         .store
         .mark_read(req.caller_id, &req.conversation_id, req.seq_id)
-        .await
+        .await?;
+    // in a group, the senders hear of it (batched per conversation)
+    if req.conversation_id.starts_with(model::GROUP_ID_PREFIX) {
+        svc.receipts
+            .record(&req.conversation_id, req.caller_id, pointer.read_seq);
+    }
+    Ok(pointer)
 }
 
 pub(super) async fn list_friends(

@@ -274,6 +274,7 @@ impl FakeGateway {
             temp_message_id: temp.into(),
             timestamp_ms: 0,
             username: user.user.username.clone(),
+            ..Default::default()
         };
         self.bus
             .publish(

@@ -1,0 +1,6 @@
+-- Revoke, edit and @-mentions (issue 12). flags: 1 edited, 2 revoked, 4 mentions everyone;
+-- mentions: the mentioned user ids as ",1,2," (empty: none); ref_id: the message a revoke
+-- or edit event (types 7 and 8) changes.
+ALTER TABLE messages ADD COLUMN ref_id INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN flags INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '';
