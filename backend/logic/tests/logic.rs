@@ -757,18 +757,7 @@ async fn history_pages_by_number_and_by_cursor() {
 async fn offline_member_gets_an_offline_push() {
     let b = start().await;
     let (x, y, z) = (b.user("ox").await, b.user("oy").await, b.user("oz").await);
-    let g = b
-        .api
-        .create_group(pb::CallerCreateGroupRequest {
-            caller_id: x.id(),
-            group_name: "push".into(),
-            member_ids: vec![y.id(), z.id()],
-            avatar: String::new(),
-        })
-        .await
-        .unwrap()
-        .group
-        .unwrap();
+    let g = b.group(&x, "push", &[&y, &z]).await;
     let gw = b.gateway().await;
     let xc = gw.connect(&x).await;
     gw.connect(&y).await;
@@ -850,18 +839,7 @@ async fn world_and_large_groups_fan_out_through_im_task() {
 async fn a_mentioned_offline_member_is_named_in_the_push() {
     let b = start().await;
     let (x, y, z) = (b.user("mx").await, b.user("my").await, b.user("mz").await);
-    let g = b
-        .api
-        .create_group(pb::CallerCreateGroupRequest {
-            caller_id: x.id(),
-            group_name: "mentions".into(),
-            member_ids: vec![y.id(), z.id()],
-            avatar: String::new(),
-        })
-        .await
-        .unwrap()
-        .group
-        .unwrap();
+    let g = b.group(&x, "mentions", &[&y, &z]).await;
     // y and z are offline; only z is mentioned
     let sent = b
         .api
@@ -964,17 +942,8 @@ async fn read_receipts_of_many_readers_reach_the_sender_in_few_events() {
         members.push(b.user(&format!("rd{i}")).await);
     }
     let g = b
-        .api
-        .create_group(pb::CallerCreateGroupRequest {
-            caller_id: owner.id(),
-            group_name: "receipts".into(),
-            member_ids: members.iter().map(|m| m.id()).collect(),
-            avatar: String::new(),
-        })
-        .await
-        .unwrap()
-        .group
-        .unwrap();
+        .group(&owner, "receipts", &members.iter().collect::<Vec<_>>())
+        .await;
     let gw = b.gateway().await;
     gw.connect(&owner).await;
     let sent = b

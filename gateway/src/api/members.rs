@@ -7,7 +7,7 @@ use ringchat_proto as pb;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{id_list, opt_str_field, path_id, query_int, Ctx, Reply};
+use super::{id_list, opt_str_field, paging, path_id, Ctx, Reply};
 use crate::http::Response;
 use crate::protocol::objects::{ConversationDetails, GroupMember};
 
@@ -91,12 +91,7 @@ struct Members<'a> {
 
 /// `GET ?after=<userId>&size=<n>`: `{members, hasMore}` by user id.
 pub(super) async fn list(cx: &Ctx<'_>) -> Reply {
-    let after_user_id = query_int(cx, "after")?.unwrap_or(0);
-    let size = match query_int(cx, "size")? {
-        None => 0,
-        Some(s) if s >= 1 => s,
-        Some(_) => return Err(Error::invalid("size must be at least 1")),
-    };
+    let (after_user_id, size) = paging(cx)?;
     let conversation_id = conversation_id(cx);
     let page = cx
         .as_caller(move |l, caller| async move {

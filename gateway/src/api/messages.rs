@@ -5,7 +5,7 @@ use ringchat_core::{Error, ErrorCode};
 use ringchat_proto as pb;
 use serde::Serialize;
 
-use super::{path_id, query_int, seq_field, str_field, Ctx, Reply};
+use super::{paging, path_id, query_int, seq_field, str_field, Ctx, Reply};
 use crate::http::Response;
 use crate::protocol::objects::{Message, Pagination, User};
 use crate::protocol::SendMessage;
@@ -165,12 +165,7 @@ struct Readers<'a> {
 pub(super) async fn readers(cx: &Ctx<'_>) -> Reply {
     let conversation_id = cx.param(0).to_string();
     let message_id = path_id(cx.param(1), "messageId")?;
-    let after_user_id = query_int(cx, "after")?.unwrap_or(0);
-    let size = match query_int(cx, "size")? {
-        None => 0,
-        Some(s) if s >= 1 => s,
-        Some(_) => return Err(Error::invalid("size must be at least 1")),
-    };
+    let (after_user_id, size) = paging(cx)?;
     let page = cx
         .as_caller(move |l, caller| async move {
             l.message_readers(pb::CallerReadersRequest {

@@ -410,6 +410,18 @@ fn query_int(cx: &Ctx<'_>, key: &str) -> Result<Option<i64>> {
     }
 }
 
+/// A page of a list by id: `after` (the last id of the previous page; absent: 0) and
+/// `size` (absent: 0, im-logic's default; below 1: a 400).
+fn paging(cx: &Ctx<'_>) -> Result<(i64, i64)> {
+    let after = query_int(cx, "after")?.unwrap_or(0);
+    let size = match query_int(cx, "size")? {
+        None => 0,
+        Some(s) if s >= 1 => s,
+        Some(_) => return Err(Error::invalid("size must be at least 1")),
+    };
+    Ok((after, size))
+}
+
 /// An optional string field of a JSON body: absent or `null` is None; any other type is
 /// a 400.
 fn opt_str_field(v: &Value, key: &str) -> Result<Option<String>> {

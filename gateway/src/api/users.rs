@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ringchat_proto as pb;
 
-use super::{opt_str_field, query_int, Ctx, Reply};
+use super::{opt_str_field, paging, Ctx, Reply};
 use crate::http::Response;
 use crate::protocol::objects::User;
 
@@ -90,12 +90,7 @@ struct SearchPage<'a> {
 /// starts with `q`, in id order; the next page is `after=` the last id while `hasMore`.
 pub(super) async fn search(cx: &Ctx<'_>) -> Reply {
     let query = cx.req.query_param("q").unwrap_or_default();
-    let after_user_id = query_int(cx, "after")?.unwrap_or(0);
-    let size = match query_int(cx, "size")? {
-        None => 0, // im-logic's default
-        Some(s) if s >= 1 => s,
-        Some(_) => return Err(ringchat_core::Error::invalid("size must be at least 1")),
-    };
+    let (after_user_id, size) = paging(cx)?;
     let page = cx
         .as_caller(move |l, caller| async move {
             l.search_users(pb::CallerSearchUsersRequest {

@@ -41,19 +41,26 @@ pub(super) fn check_nickname(raw: &str) -> Result<String> {
     Ok(name.to_string())
 }
 
-fn check_request_message(raw: &str) -> Result<String> {
-    let message = raw.trim();
-    if char_len(message) > MAX_REQUEST_MESSAGE_CHARS {
+/// A free text a user writes for others (a request's message, a group's description):
+/// trimmed, at most `max` characters, lines allowed but no other control or invisible
+/// character. `what` names the field in the error.
+pub(super) fn check_text(raw: &str, what: &str, max: usize) -> Result<String> {
+    let text = raw.trim();
+    if char_len(text) > max {
         return Err(Error::invalid(format!(
-            "message must be at most {MAX_REQUEST_MESSAGE_CHARS} characters"
+            "{what} must be at most {max} characters"
         )));
     }
-    if message.chars().any(|c| c != '\n' && is_invisible(c)) {
-        return Err(Error::invalid(
-            "message may not contain control or invisible characters",
-        ));
+    if text.chars().any(|c| c != '\n' && is_invisible(c)) {
+        return Err(Error::invalid(format!(
+            "{what} may not contain control or invisible characters"
+        )));
     }
-    Ok(message.to_string())
+    Ok(text.to_string())
+}
+
+fn check_request_message(raw: &str) -> Result<String> {
+    check_text(raw, "message", MAX_REQUEST_MESSAGE_CHARS)
 }
 
 pub(super) async fn update_profile(

@@ -40,20 +40,7 @@ pub(super) fn check_group_name(raw: &str) -> Result<String> {
 }
 
 fn check_description(raw: &str) -> Result<String> {
-    let d = raw.trim();
-    if char_len(d) > MAX_DESCRIPTION_CHARS {
-        return Err(Error::invalid(format!(
-            "description must be at most {MAX_DESCRIPTION_CHARS} characters"
-        )));
-    }
-    if d.chars()
-        .any(|c| c != '\n' && super::friends::is_invisible(c))
-    {
-        return Err(Error::invalid(
-            "description may not contain control or invisible characters",
-        ));
-    }
-    Ok(d.to_string())
+    super::friends::check_text(raw, "description", MAX_DESCRIPTION_CHARS)
 }
 
 impl LogicService {
@@ -254,14 +241,12 @@ pub(super) async fn list_members(
     svc: &LogicService,
     req: pb::CallerMembersQuery,
 ) -> Result<pb::MemberPage> {
-    if req.after_user_id < 0 {
-        return Err(Error::invalid("after must be a user id (0 or more)"));
-    }
-    let size = match req.size {
-        0 => MEMBERS_DEFAULT_SIZE,
-        s if s < 0 => return Err(Error::invalid("size must be at least 1")),
-        s => s.min(MEMBERS_MAX_SIZE),
-    };
+    let size = super::page_size(
+        req.after_user_id,
+        req.size,
+        MEMBERS_DEFAULT_SIZE,
+        MEMBERS_MAX_SIZE,
+    )?;
     let meta = svc
         .member_conversation(req.caller_id, &req.conversation_id)
         .await?;

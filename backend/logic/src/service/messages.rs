@@ -88,19 +88,7 @@ pub(super) async fn amend_message(
                 minutes_or_seconds(svc.edit_window_ms)
             )));
         }
-        if req.content.trim().is_empty() {
-            return Err(Error::invalid_message("message content is empty"));
-        }
-        if req.content.len() > svc.max_content_bytes {
-            return Err(Error::new(
-                ErrorCode::MessageTooLarge,
-                format!(
-                    "message content is {} bytes, the limit is {}",
-                    req.content.len(),
-                    svc.max_content_bytes
-                ),
-            ));
-        }
+        svc.check_content(&req.content)?;
         (pb::MessageType::Edit, req.content)
     };
     let message = svc
@@ -162,14 +150,12 @@ pub(super) async fn readers(
     svc: &LogicService,
     req: pb::CallerReadersRequest,
 ) -> Result<pb::ReaderPage> {
-    if req.after_user_id < 0 {
-        return Err(Error::invalid("after must be a user id (0 or more)"));
-    }
-    let size = match req.size {
-        0 => READERS_DEFAULT_SIZE,
-        s if s < 0 => return Err(Error::invalid("size must be at least 1")),
-        s => s.min(READERS_MAX_SIZE),
-    };
+    let size = super::page_size(
+        req.after_user_id,
+        req.size,
+        READERS_DEFAULT_SIZE,
+        READERS_MAX_SIZE,
+    )?;
     if req.conversation_id == WORLD_ID {
         return Err(Error::invalid("the world room has no read receipts"));
     }

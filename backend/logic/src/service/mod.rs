@@ -66,6 +66,20 @@ pub(super) fn now_secs() -> i64 {
     now_ms() / 1000
 }
 
+/// The size of a page of users listed by id after `after_user_id` (0: the first page):
+/// `size` 0 is `default`, larger than `max` is `max`; a negative one or a negative
+/// `after_user_id` is a 400.
+pub(super) fn page_size(after_user_id: i64, size: i64, default: i64, max: i64) -> Result<i64> {
+    if after_user_id < 0 {
+        return Err(Error::invalid("after must be a user id (0 or more)"));
+    }
+    match size {
+        0 => Ok(default),
+        s if s < 0 => Err(Error::invalid("size must be at least 1")),
+        s => Ok(s.min(max)),
+    }
+}
+
 pub(super) fn char_len(s: &str) -> usize {
     s.chars().count()
 }

@@ -12,6 +12,7 @@ use ringchat_core::trace::{in_message, TraceId};
 use ringchat_core::{Error, ErrorCode, Result};
 use ringchat_proto as pb;
 
+use super::rules::Outgoing;
 use super::LogicService;
 
 impl LogicService {
@@ -179,21 +180,18 @@ impl LogicService {
             self.send_error(up, &e).await?;
             return Ok(None);
         }
-        let checked = async {
-            let meta = self
-                .check_send(
-                    up.user_id,
-                    &up.conversation_id,
-                    &up.content,
-                    up.r#type,
-                    &up.temp_message_id,
-                )
-                .await?;
-            self.check_mentions(&meta, up.user_id, &up.mentions, up.mention_all)
-                .await?;
-            Ok::<_, Error>(meta)
-        };
-        match checked.await {
+        let checked = self
+            .check_send(Outgoing {
+                sender_id: up.user_id,
+                conversation_id: &up.conversation_id,
+                content: &up.content,
+                kind: up.r#type,
+                temp_message_id: &up.temp_message_id,
+                mentions: &up.mentions,
+                mention_all: up.mention_all,
+            })
+            .await;
+        match checked {
             Ok(meta) => Ok(Some(meta)),
             Err(e) if e.is_retryable() => Err(e),
             Err(e) => {
@@ -326,15 +324,15 @@ pub(super) async fn send_message(
         .take(&req.caller_id)
         .map_err(|wait| Error::rate_limited("too many messages: slow down", wait))?;
     let meta = svc
-        .check_send(
-            req.caller_id,
-            &req.conversation_id,
-            &req.content,
-            req.r#type,
-            &req.temp_message_id,
-        )
-        .await?;
-    svc.check_mentions(&meta, req.caller_id, &req.mentions, req.mention_all)
+        .check_send(Outgoing {
+            sender_id: req.caller_id,
+            conversation_id: &req.conversation_id,
+            content: &req.content,
+            kind: req.r#type,
+            temp_message_id: &req.temp_message_id,
+            mentions: &req.mentions,
+            mention_all: req.mention_all,
+        })
         .await?;
     let mut outcomes = svc
         .ports

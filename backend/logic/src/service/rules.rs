@@ -41,6 +41,17 @@ pub(super) fn check_avatar(avatar: &str) -> Result<()> {
     Ok(())
 }
 
+/// A send as the rules see it, from the WebSocket (an upstream message) or from HTTP.
+pub(crate) struct Outgoing<'a> {
+    pub sender_id: i64,
+    pub conversation_id: &'a str,
+    pub content: &'a str,
+    pub kind: i32,
+    pub temp_message_id: &'a str,
+    pub mentions: &'a [i64],
+    pub mention_all: bool,
+}
+
 fn not_a_member() -> Error {
     Error::forbidden("you are not a member of this conversation")
 }
@@ -98,14 +109,8 @@ impl LogicService {
     }
 
     /// Validates a send and authorises the sender; returns the conversation.
-    pub(crate) async fn check_send(
-        &self,
-        sender_id: i64,
-        conversation_id: &str,
-        content: &str,
-        kind: i32,
-        temp_message_id: &str,
-    ) -> Result<pb::ConversationMeta> {
+    pub(crate) async fn check_send(&self, s: Outgoing<'_>) -> Result<pb::ConversationMeta> {
+        let kind = s.kind;
         match pb::MessageType::try_from(kind) {
             Ok(pb::MessageType::Unspecified) | Err(_) => {
                 return Err(Error::invalid_message(format!(
@@ -119,6 +124,23 @@ impl LogicService {
             }
             Ok(_) => {}
         }
+        self.check_content(s.content)?;
+        if s.temp_message_id.len() > MAX_TEMP_ID_LEN {
+            return Err(Error::invalid_message(format!(
+                "tempMessageId is longer than {MAX_TEMP_ID_LEN} bytes"
+            )));
+        }
+        let meta = self
+            .member_conversation(s.sender_id, s.conversation_id)
+            .await?;
+        self.check_mentions(&meta, s.sender_id, s.mentions, s.mention_all)
+            .await?;
+        Ok(meta)
+    }
+
+    /// A message's content (a send's, or an edit's): not blank, and within
+    /// `logic.max_content_bytes`.
+    pub(crate) fn check_content(&self, content: &str) -> Result<()> {
         if content.trim().is_empty() {
             return Err(Error::invalid_message("message content is empty"));
         }
@@ -132,17 +154,12 @@ impl LogicService {
                 ),
             ));
         }
-        if temp_message_id.len() > MAX_TEMP_ID_LEN {
-            return Err(Error::invalid_message(format!(
-                "tempMessageId is longer than {MAX_TEMP_ID_LEN} bytes"
-            )));
-        }
-        self.member_conversation(sender_id, conversation_id).await
+        Ok(())
     }
 
     /// @-mentions of a send: at most [`model::MAX_MENTIONS`] user ids, none in the world
     /// room; everyone (`all`) only in a group, by its owner or an admin.
-    pub(crate) async fn check_mentions(
+    async fn check_mentions(
         &self,
         meta: &pb::ConversationMeta,
         sender_id: i64,
@@ -230,14 +247,12 @@ pub(super) async fn search_users(
     }
     // the prefix as names are stored (NFKC); a character no name may hold is a 400
     let prefix = model::normalize_username(query)?;
-    if req.after_user_id < 0 {
-        return Err(Error::invalid("after must be a user id (0 or more)"));
-    }
-    let size = match req.size {
-        0 => SEARCH_DEFAULT_SIZE,
-        s if s < 0 => return Err(Error::invalid("size must be at least 1")),
-        s => s.min(SEARCH_MAX_SIZE),
-    };
+    let size = super::page_size(
+        req.after_user_id,
+        req.size,
+        SEARCH_DEFAULT_SIZE,
+        SEARCH_MAX_SIZE,
+    )?;
     let mut users = svc
         .ports
         .store

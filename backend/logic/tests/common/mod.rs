@@ -171,6 +171,21 @@ impl Backend {
         }
     }
 
+    /// A group of `owner` with `members`, created through the API.
+    pub async fn group(&self, owner: &TestUser, name: &str, members: &[&TestUser]) -> pb::Group {
+        self.api
+            .create_group(pb::CallerCreateGroupRequest {
+                caller_id: owner.id(),
+                group_name: name.into(),
+                member_ids: members.iter().map(|m| m.id()).collect(),
+                avatar: String::new(),
+            })
+            .await
+            .unwrap()
+            .group
+            .unwrap()
+    }
+
     pub async fn gateway(&self) -> FakeGateway {
         let id = unique("gw");
         self.ports
