@@ -1140,6 +1140,13 @@ pub fn check_friend_requests(a: &Client, b: &Client, c: &Client, guest: &Client)
     for ws in [&mut wa, &mut wb, &mut wc] {
         ws.ping();
     }
+
+    // limited per user: asking again and again (each ask counts) meets 429 within 25
+    let limited = (0..25)
+        .map(|_| ask(b, c, "again"))
+        .find(|r| r.status != 200 && r.status != 201)
+        .expect("25 friend requests at once must meet the per-user limit");
+    assert_error(&limited, 429, "RATE_LIMITED");
 }
 
 /// The next event of `kind` a connection gets about `conversation`.
