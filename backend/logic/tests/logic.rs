@@ -1016,3 +1016,38 @@ async fn read_receipts_of_many_readers_reach_the_sender_in_few_events() {
     assert_eq!((page.users.len(), page.has_more), (10, true));
     assert_eq!((page.read_count, page.member_count), (30, 30));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refreshes_once_even_when_refreshed_concurrently() {
+    let b = start().await;
+    let u = b.user("rfc").await;
+    let mut refreshes = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (api, token) = (b.api.clone(), u.token.clone());
+        refreshes.spawn(async move { api.refresh(pb::TokenRequest { token }).await });
+    }
+    let (mut fresh, mut refused) = (Vec::new(), 0);
+    while let Some(r) = refreshes.join_next().await {
+        match r.unwrap() {
+            Ok(auth) => fresh.push(auth.token),
+            Err(e) => {
+                assert_eq!(e.code, ErrorCode::AuthFailed, "{e:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((fresh.len(), refused), (1, 5), "exactly one refresh wins");
+    // the winner's token works; the old one does not
+    b.api
+        .authenticate(pb::TokenRequest {
+            token: fresh[0].clone(),
+        })
+        .await
+        .unwrap();
+    let e = b
+        .api
+        .authenticate(pb::TokenRequest { token: u.token })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::AuthFailed);
+}

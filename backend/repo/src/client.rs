@@ -288,7 +288,7 @@ impl Store for GrpcStore {
     async fn peer_ids(&self, user_id: i64) -> Result<Vec<i64>> {
         unwrap(self.c().list_peer_ids(pb::UserIdRequest { user_id }).await).map(|l| l.user_ids)
     }
-    async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<()> {
+    async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<bool> {
         unwrap(
             self.c()
                 .revoke_token(pb::RevokedToken {
@@ -297,7 +297,7 @@ impl Store for GrpcStore {
                 })
                 .await,
         )
-        .map(|_| ())
+        .map(|r| r.first)
     }
     async fn revoked_tokens(&self, now: i64) -> Result<Vec<pb::RevokedToken>> {
         unwrap(self.c().list_revoked_tokens(pb::RevokedSince { now }).await).map(|l| l.tokens)

@@ -250,13 +250,13 @@ impl Repo for RepoService {
             .mark_read(r.user_id, &r.conversation_id, r.seq_id)
             .await)
     }
-    async fn revoke_token(&self, r: Request<pb::RevokedToken>) -> R<pb::Empty> {
+    async fn revoke_token(&self, r: Request<pb::RevokedToken>) -> R<pb::Revocation> {
         let r = r.into_inner();
         ok(self
             .store
             .revoke_token(&r.token_id, r.expires_at)
             .await
-            .map(|()| pb::Empty {}))
+            .map(|first| pb::Revocation { first }))
     }
     async fn list_revoked_tokens(&self, r: Request<pb::RevokedSince>) -> R<pb::RevokedTokens> {
         ok(self

@@ -1263,12 +1263,19 @@ impl Store for SqliteStore {
         Ok(pb::ReadPointer { read_seq, last_seq })
     }
 
-    async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<()> {
+    async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= ?")
             .bind(now_ms() / 1000)
             .execute(&mut *tx)
             .await?;
+        // the one writer connection takes transactions in turn: the first of concurrent
+        // revocations finds no row
+        let before: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM revoked_tokens WHERE token_id = ?")
+                .bind(token_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         sqlx::query(
             "INSERT INTO revoked_tokens (token_id, expires_at) VALUES (?, ?) \
              ON CONFLICT (token_id) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)",
@@ -1278,7 +1285,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(before.is_none())
     }
 
     async fn revoked_tokens(&self, now: i64) -> Result<Vec<pb::RevokedToken>> {

@@ -1296,22 +1296,32 @@ impl MysqlStore {
         Ok(pb::ReadPointer { read_seq, last_seq })
     }
 
-    async fn revoke_token_once(&self, token_id: &str, expires_at: i64) -> Attempt<()> {
-        // two statements, no transaction: the sweep's range lock would make concurrent
-        // revocations deadlock on the expiry index, and each statement is atomic alone
-        sqlx::query(
-            "INSERT INTO revoked_tokens (token_id, expires_at) VALUES (?, ?) \
-             ON DUPLICATE KEY UPDATE expires_at = GREATEST(expires_at, VALUES(expires_at))",
-        )
-        .bind(token_id)
-        .bind(expires_at)
-        .execute(&self.primary)
-        .await?;
+    async fn revoke_token_once(&self, token_id: &str, expires_at: i64) -> Attempt<bool> {
+        // statements without a transaction: the sweep's range lock would make concurrent
+        // revocations deadlock on the expiry index, and each statement is atomic alone.
+        // INSERT IGNORE inserts for exactly one of concurrent revocations: the first.
+        let first =
+            sqlx::query("INSERT IGNORE INTO revoked_tokens (token_id, expires_at) VALUES (?, ?)")
+                .bind(token_id)
+                .bind(expires_at)
+                .execute(&self.primary)
+                .await?
+                .rows_affected()
+                == 1;
+        if !first {
+            sqlx::query(
+                "UPDATE revoked_tokens SET expires_at = GREATEST(expires_at, ?) WHERE token_id = ?",
+            )
+            .bind(expires_at)
+            .bind(token_id)
+            .execute(&self.primary)
+            .await?;
+        }
         sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= ?")
             .bind(now_ms() / 1000)
             .execute(&self.primary)
             .await?;
-        Ok(())
+        Ok(first)
     }
 }
 
@@ -1703,7 +1713,7 @@ impl Store for MysqlStore {
         .await
     }
 
-    async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<()> {
+    async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<bool> {
         retrying("revoke_token", RetryOn::Aborted, || {
             self.revoke_token_once(token_id, expires_at)
         })

@@ -125,7 +125,9 @@ pub trait Store: Send + Sync + 'static {
     async fn peer_ids(&self, user_id: i64) -> Result<Vec<i64>>;
 
     /// Records a revoked token until `expires_at` (unix seconds); idempotent.
-    async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<()>;
+    /// `true` when this call revoked it (it was not revoked before): of concurrent
+    /// revocations of one token exactly one is first, which makes a refresh single-use.
+    async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<bool>;
     /// The revocations still in force at `now`; expired ones may be forgotten.
     async fn revoked_tokens(&self, now: i64) -> Result<Vec<pb::RevokedToken>>;
 }

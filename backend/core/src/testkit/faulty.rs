@@ -224,7 +224,7 @@ impl Store for FaultyStore {
     async fn peer_ids(&self, user_id: i64) -> Result<Vec<i64>> {
         self.inner.peer_ids(user_id).await
     }
-    async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<()> {
+    async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<bool> {
         self.inner.revoke_token(token_id, expires_at).await
     }
     async fn revoked_tokens(&self, now: i64) -> Result<Vec<pb::RevokedToken>> {

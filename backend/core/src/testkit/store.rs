@@ -1274,9 +1274,27 @@ pub async fn conversation_list_has_world_first_and_last_message(store: Arc<dyn S
 pub async fn revocations_last_until_the_token_expires(store: Arc<dyn Store>) {
     let now = crate::ids::now_ms() / 1000;
     let (live, dead) = (unique("jti-live"), unique("jti-dead"));
-    store.revoke_token(&live, now + 3600).await.unwrap();
-    store.revoke_token(&live, now + 3600).await.unwrap();
+    assert!(
+        store.revoke_token(&live, now + 3600).await.unwrap(),
+        "first"
+    );
+    assert!(
+        !store.revoke_token(&live, now + 3600).await.unwrap(),
+        "again"
+    );
     store.revoke_token(&dead, now - 1).await.unwrap();
+    // of concurrent revocations of one token, exactly one is first
+    let raced = unique("jti-raced");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (store, raced) = (store.clone(), raced.clone());
+        tasks.spawn(async move { store.revoke_token(&raced, now + 60).await.unwrap() });
+    }
+    let mut firsts = 0;
+    while let Some(first) = tasks.join_next().await {
+        firsts += usize::from(first.unwrap());
+    }
+    assert_eq!(firsts, 1, "one first revocation of {raced}");
     let revoked = store.revoked_tokens(now).await.unwrap();
     let ids: Vec<&str> = revoked.iter().map(|r| r.token_id.as_str()).collect();
     assert_eq!(ids.iter().filter(|t| **t == live).count(), 1, "{ids:?}");

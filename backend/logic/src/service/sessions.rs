@@ -219,16 +219,20 @@ pub(super) async fn refresh(svc: &LogicService, req: pb::TokenRequest) -> Result
     let user = session
         .user
         .ok_or_else(|| Error::internal("a session without its user"))?;
-    let fresh = svc.issue_token(user).await?;
-    revoke(svc, &session.token_id, session.expires_at).await?;
-    Ok(fresh)
+    // single use: of concurrent refreshes with one token, only the one that revokes it
+    // first gets a new token
+    if !revoke(svc, &session.token_id, session.expires_at).await? {
+        return Err(Error::auth("token has been revoked"));
+    }
+    svc.issue_token(user).await
 }
 
 /// Revokes token `jti` until it expires at `exp`: the store keeps it across restarts, the
 /// cache answers every request; its cached session goes.
-async fn revoke(svc: &LogicService, jti: &str, exp: i64) -> Result<()> {
+/// `true` when this call revoked it first (see [`ringchat_core::ports::Store::revoke_token`]).
+async fn revoke(svc: &LogicService, jti: &str, exp: i64) -> Result<bool> {
     let left = exp - now_secs();
-    svc.ports.store.revoke_token(jti, exp).await?;
+    let first = svc.ports.store.revoke_token(jti, exp).await?;
     svc.ports
         .cache
         .set(
@@ -237,7 +241,8 @@ async fn revoke(svc: &LogicService, jti: &str, exp: i64) -> Result<()> {
             Duration::from_secs(left.max(1) as u64),
         )
         .await?;
-    svc.ports.cache.delete(&session_key(jti)).await
+    svc.ports.cache.delete(&session_key(jti)).await?;
+    Ok(first)
 }
 
 pub(super) async fn authenticate(svc: &LogicService, req: pb::TokenRequest) -> Result<pb::Session> {
