@@ -40,6 +40,24 @@ pub fn text(
     }
 }
 
+/// A group of `owner` with these members (the store takes the owner out of them).
+pub async fn new_group(
+    store: &dyn Store,
+    owner: &pb::User,
+    name: &str,
+    members: &[i64],
+) -> pb::Group {
+    store
+        .create_group(pb::CreateGroupRequest {
+            owner_id: owner.user_id,
+            group_name: name.into(),
+            avatar: String::new(),
+            member_ids: members.to_vec(),
+        })
+        .await
+        .expect("create group")
+}
+
 async fn append_one(store: &dyn Store, m: pb::MessageDraft) -> pb::AppendOutcome {
     let mut out = store.append(vec![m]).await.expect("append");
     assert_eq!(out.len(), 1);
@@ -457,15 +475,7 @@ pub async fn groups_are_described_handed_over_and_dissolved(store: Arc<dyn Store
     let owner = new_user(store.as_ref(), "gown").await;
     let m1 = new_user(store.as_ref(), "gm1").await;
     let m2 = new_user(store.as_ref(), "gm2").await;
-    let g = store
-        .create_group(pb::CreateGroupRequest {
-            owner_id: owner.user_id,
-            group_name: "before".into(),
-            avatar: String::new(),
-            member_ids: vec![m1.user_id, m2.user_id],
-        })
-        .await
-        .unwrap();
+    let g = new_group(store.as_ref(), &owner, "before", &[m1.user_id, m2.user_id]).await;
     assert_eq!(g.description, "");
     let set = |name: Option<&str>, description: Option<&str>| pb::UpdateGroupRequest {
         group_id: g.group_id,
@@ -609,15 +619,13 @@ pub async fn groups_have_roles_and_members(store: Arc<dyn Store>) {
     let m1 = new_user(store.as_ref(), "m1").await;
     let m2 = new_user(store.as_ref(), "m2").await;
     let m3 = new_user(store.as_ref(), "m3").await;
-    let g = store
-        .create_group(pb::CreateGroupRequest {
-            owner_id: owner.user_id,
-            group_name: "team".into(),
-            avatar: String::new(),
-            member_ids: vec![m1.user_id, m2.user_id, m1.user_id, owner.user_id],
-        })
-        .await
-        .unwrap();
+    let g = new_group(
+        store.as_ref(),
+        &owner,
+        "team",
+        &[m1.user_id, m2.user_id, m1.user_id, owner.user_id],
+    )
+    .await;
     assert_eq!(g.owner_id, owner.user_id);
     assert_eq!(g.members.len(), 3);
     let role_of =
@@ -800,15 +808,13 @@ pub async fn concurrent_appends_leave_no_gap(store: Arc<dyn Store>) {
     for i in 0..7 {
         senders.push(new_user(store.as_ref(), &format!("c{i}")).await);
     }
-    let g = store
-        .create_group(pb::CreateGroupRequest {
-            owner_id: owner.user_id,
-            group_name: "busy".into(),
-            avatar: String::new(),
-            member_ids: senders.iter().map(|u| u.user_id).collect(),
-        })
-        .await
-        .unwrap();
+    let g = new_group(
+        store.as_ref(),
+        &owner,
+        "busy",
+        &senders.iter().map(|u| u.user_id).collect::<Vec<_>>(),
+    )
+    .await;
     const PER_SENDER: usize = 40;
     let mut tasks = Vec::new();
     for s in senders.clone() {
@@ -1023,15 +1029,13 @@ pub async fn mentions_are_stored_and_counted(store: Arc<dyn Store>) {
     let owner = new_user(store.as_ref(), "mo").await;
     let m1 = new_user(store.as_ref(), "mm1").await;
     let m2 = new_user(store.as_ref(), "mm2").await;
-    let g = store
-        .create_group(pb::CreateGroupRequest {
-            owner_id: owner.user_id,
-            group_name: "mentions".into(),
-            avatar: String::new(),
-            member_ids: vec![m1.user_id, m2.user_id],
-        })
-        .await
-        .unwrap();
+    let g = new_group(
+        store.as_ref(),
+        &owner,
+        "mentions",
+        &[m1.user_id, m2.user_id],
+    )
+    .await;
     let conv = g.conversation_id.as_str();
     let mention = |users: Vec<i64>, all: bool| {
         let mut d = text(conv, &owner, "@you", "");
@@ -1088,15 +1092,13 @@ pub async fn readers_come_from_read_pointers(store: Arc<dyn Store>) {
     for i in 0..3 {
         members.push(new_user(store.as_ref(), &format!("r{i}")).await);
     }
-    let g = store
-        .create_group(pb::CreateGroupRequest {
-            owner_id: owner.user_id,
-            group_name: "readers".into(),
-            avatar: String::new(),
-            member_ids: members.iter().map(|m| m.user_id).collect(),
-        })
-        .await
-        .unwrap();
+    let g = new_group(
+        store.as_ref(),
+        &owner,
+        "readers",
+        &members.iter().map(|m| m.user_id).collect::<Vec<_>>(),
+    )
+    .await;
     let conv = g.conversation_id.as_str();
     let m = append_one(store.as_ref(), text(conv, &owner, "read me", ""))
         .await
@@ -1200,15 +1202,7 @@ pub async fn conversation_list_has_world_first_and_last_message(store: Arc<dyn S
         .single_conversation(a.user_id, b.user_id)
         .await
         .unwrap();
-    let g = store
-        .create_group(pb::CreateGroupRequest {
-            owner_id: a.user_id,
-            group_name: "list".into(),
-            avatar: String::new(),
-            member_ids: vec![c.user_id],
-        })
-        .await
-        .unwrap();
+    let g = new_group(store.as_ref(), &a, "list", &[c.user_id]).await;
     store
         .append(vec![text(&s.conversation_id, &b, "hello a", "")])
         .await
