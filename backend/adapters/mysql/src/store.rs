@@ -520,16 +520,8 @@ impl MysqlStore {
 
     async fn update_profile_once(&self, req: &pb::UpdateProfileRequest) -> Attempt<pb::User> {
         let mut tx = self.primary.begin().await?;
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ? FOR UPDATE");
-        if sqlx::query(&sql)
-            .bind(req.user_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_none()
-        {
-            return Err(Error::user_not_found(req.user_id).into());
-        }
-        sqlx::query(
+        // rows matched, not changed: sqlx asks the server for CLIENT_FOUND_ROWS
+        let found = sqlx::query(
             "UPDATE users SET avatar = COALESCE(?, avatar), nickname = COALESCE(?, nickname) \
              WHERE id = ?",
         )
@@ -537,8 +529,12 @@ impl MysqlStore {
         .bind(req.nickname.as_deref())
         .bind(req.user_id)
         .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query(&sql)
+        .await?
+        .rows_affected();
+        if found == 0 {
+            return Err(Error::user_not_found(req.user_id).into());
+        }
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
             .bind(req.user_id)
             .fetch_one(&mut *tx)
             .await?;

@@ -122,16 +122,39 @@ pub(super) async fn get_conversation(
     let meta = svc
         .member_conversation(req.caller_id, &req.conversation_id)
         .await?;
-    let conversation = svc.view_of(req.caller_id, &meta.conversation_id).await?;
+    let group = if meta.r#type == pb::ConversationType::Group as i32 {
+        Some(svc.ports.store.group(meta.group_id).await?)
+    } else {
+        None
+    };
+    details(
+        svc,
+        req.caller_id,
+        &meta.conversation_id,
+        meta.member_count,
+        group.as_ref(),
+    )
+    .await
+}
+
+/// A conversation's details as `caller_id` (a member) sees them: its list row, and a
+/// group's description, owner, member count and the caller's role.
+async fn details(
+    svc: &LogicService,
+    caller_id: i64,
+    conversation_id: &str,
+    member_count: i64,
+    group: Option<&pb::Group>,
+) -> Result<pb::ConversationDetails> {
+    let conversation = svc.view_of(caller_id, conversation_id).await?;
     let mut details = pb::ConversationDetails {
         conversation: Some(conversation),
-        member_count: meta.member_count,
+        member_count,
         ..Default::default()
     };
-    if meta.r#type == pb::ConversationType::Group as i32 {
-        let group = svc.ports.store.group(meta.group_id).await?;
-        details.my_role = role_of(&group, req.caller_id).unwrap_or(Member) as i32;
-        details.description = group.description;
+    if let Some(group) = group {
+        details.my_role = role_of(group, caller_id).unwrap_or(Member) as i32;
+        details.description = group.description.clone();
         details.owner_id = group.owner_id;
         details.member_count = group.members.len() as i64;
     }
@@ -184,14 +207,8 @@ pub(super) async fn update_conversation(
         LogicService::changed(&group, req.caller_id, false),
     )
     .await?;
-    get_conversation(
-        svc,
-        pb::CallerConversationRequest {
-            caller_id: req.caller_id,
-            conversation_id: req.conversation_id,
-        },
-    )
-    .await
+    // the caller's membership was checked above: the changed group is all it takes
+    details(svc, req.caller_id, &group.conversation_id, 0, Some(&group)).await
 }
 
 /// A single chat is hidden from the caller's list (it returns with the next message); a

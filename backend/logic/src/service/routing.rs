@@ -107,8 +107,7 @@ impl LogicService {
         Ok(())
     }
 
-    /// Sends `event(recipients)` under `key` to each gateway that holds online users of
-    /// `user_ids` (to every gateway when presence is unknown); nothing for no users.
+    /// [`tell`] through this service's ports.
     pub(super) async fn tell_online(
         &self,
         user_ids: &[i64],
